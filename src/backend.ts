@@ -1,0 +1,114 @@
+/**
+ * The `Backend` interface: the only code that talks to a store implements it.
+ * Locks, references and the CLI are written once, on top of these atomic
+ * operations. Every backend passes the same conformance suite
+ * (`test/conformance/`).
+ *
+ * Conventions every implementation keeps:
+ * - keys passed in are the caller's logical keys, already validated; the
+ *   backend adds the namespace and maps them to what its store can hold;
+ * - every operation is atomic in the store (one script, one CAS loop, or one
+ *   synchronous step);
+ * - a store that cannot be reached gives a `BackendError` naming its address
+ *   within the backend's operation timeout; nothing hangs forever.
+ * @module
+ */
+
+/** How a lock is held: alone, or shared with other `shared` holders. */
+export type LockMode = 'exclusive' | 'shared';
+
+/** What a backend can do; asking a backend for more fails up front. */
+export interface Capabilities {
+  /** Waiters are woken by the store (or in-process) when a lock is released. */
+  readonly notify: boolean;
+  /** A waiter queue in the store grants in arrival order (`fair: true`). */
+  readonly fifo: boolean;
+  /** Shared (read) holders next to an exclusive writer state (`rwlock`). */
+  readonly sharedLocks: boolean;
+  /** Keys can be listed (for `disref status`). */
+  readonly listKeys: boolean;
+  /** Several OS processes can share the store. */
+  readonly crossProcess: boolean;
+}
+
+export interface AcquireRequest {
+  readonly key: string;
+  /** Unguessable token of this acquisition; only it can extend or release. */
+  readonly owner: string;
+  readonly mode: LockMode;
+  /** Lease length in ms. */
+  readonly ttl: number;
+  /**
+   * Respect the waiter queue: grant only when no earlier waiter that
+   * conflicts is queued. Only on backends with `fifo`.
+   */
+  readonly fair: boolean;
+  /**
+   * When denied, register as a waiter (in the queue when `fair`, else as a
+   * pending writer so readers cannot starve writers) until `leave()` or until
+   * the registration expires `waiterTtl` ms after this call.
+   */
+  readonly wait: boolean;
+  /** How long a waiter registration lives without being renewed by a new attempt. */
+  readonly waiterTtl: number;
+}
+
+export type AcquireResult =
+  | { readonly granted: true; readonly fence: number }
+  | {
+      readonly granted: false;
+      /** ms until the current holders' leases run out at the latest (a bound on the wait). */
+      readonly retryAfter: number;
+    };
+
+/** One holder of a lock, as seen by `inspect()`. */
+export interface HolderState {
+  readonly owner: string;
+  readonly mode: LockMode;
+  readonly fence: number;
+  /** ms left on the lease, as the store sees it. */
+  readonly ttlLeft: number;
+}
+
+/** A lock's state, for the conflict lock and `disref status`. */
+export interface LockState {
+  readonly key: string;
+  readonly holders: readonly HolderState[];
+  readonly waiters: number;
+}
+
+/** Called when a lock may have become free; must not throw. */
+export type ReleaseListener = () => void;
+
+export interface Backend {
+  /** Short name used in errors and status, e.g. `memory`, `redis`. */
+  readonly name: string;
+  /** Address for errors, e.g. `redis://127.0.0.1:6379` (no credentials). */
+  readonly address: string;
+  readonly capabilities: Capabilities;
+
+  /** Tries once to take the lock, with a fresh fence on success. */
+  acquire(request: AcquireRequest): Promise<AcquireResult>;
+  /** Resets the lease to `ttl` ms from now if `owner` still holds it. */
+  extend(key: string, owner: string, ttl: number): Promise<boolean>;
+  /** Releases if `owner` still holds it; wakes waiters. Never frees another owner's lock. */
+  release(key: string, owner: string): Promise<boolean>;
+  /** Removes a waiter registration (gave up, timed out, aborted); wakes the others. */
+  leave(key: string, owner: string): Promise<void>;
+  /**
+   * Calls `listener` whenever the lock at `key` may have become free.
+   * Resolves once the subscription is live, so a release that happens after
+   * it resolves is never missed. Only on backends with `notify`.
+   */
+  onRelease(key: string, listener: ReleaseListener): Promise<() => void>;
+  /** The lock's current holders and waiter count, or `null` when free. */
+  inspect(key: string): Promise<LockState | null>;
+
+  /** Records that process `processId` is alive for `ttl` ms more. */
+  heartbeat(processId: string, ttl: number): Promise<void>;
+  /** Forgets a process that closed. */
+  removeProcess(processId: string): Promise<void>;
+
+  /** Frees connections this backend opened; never a client the user passed in. */
+  close(): Promise<void>;
+}

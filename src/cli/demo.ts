@@ -1,0 +1,76 @@
+/**
+ * `disref demo`: the seed scenario on the embedded store. Two services (email
+ * lookup, address verification) each add their part of the same user record,
+ * concurrently; the last one to finish writes the whole record to the
+ * "database", exactly once. Each service has its own `Disref`, as separate
+ * processes would.
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect } from '../disref.js';
+
+export interface DemoResult {
+  /** Rows the "database" received; exactly one when all went well. */
+  readonly writes: readonly { by: string; fence: number; record: Record<string, string> }[];
+  readonly trace: readonly string[];
+}
+
+interface Service {
+  readonly name: string;
+  readonly field: string;
+  /** Simulated time the service needs to produce its part, in ms. */
+  readonly workMs: number;
+  readonly produce: () => string;
+}
+
+const SERVICES: readonly Service[] = [
+  { name: 'email-lookup', field: 'email', workMs: 40, produce: () => 'ada@example.com' },
+  { name: 'address-check', field: 'address', workMs: 50, produce: () => '12 Analytical St, London' },
+];
+
+/** Runs the scenario; `print` receives each trace line as it happens. */
+export async function runDemo(print: (line: string) => void = () => undefined): Promise<DemoResult> {
+  const resource = 'record:user-42';
+  const started = performance.now();
+  const trace: string[] = [];
+  const log = (who: string, message: string): void => {
+    const line = `${(performance.now() - started).toFixed(0).padStart(5)} ms  ${who.padEnd(14)} ${message}`;
+    trace.push(line);
+    print(line);
+  };
+  // The shared state lives beside the lock; the "database" is where finished records go.
+  const partial: { record: Record<string, string>; pending: number } = {
+    record: { id: 'user-42', name: 'Ada' },
+    pending: SERVICES.length,
+  };
+  const database: { by: string; fence: number; record: Record<string, string> }[] = [];
+
+  const run = async (service: Service): Promise<void> => {
+    await using disref = await connect({ url: 'memory://demo', namespace: 'demo' });
+    log(service.name, `started as process ${disref.id.slice(0, 8)}`);
+    await sleep(service.workMs);
+    const value = service.produce();
+    log(service.name, `has ${service.field}; waiting for lock ${resource}`);
+    const askedAt = performance.now();
+    await disref.lock(resource, { ttl: 5_000 }).using(async (lease) => {
+      const waited = performance.now() - askedAt;
+      log(service.name, `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`);
+      partial.record[service.field] = value;
+      partial.pending -= 1;
+      // Simulated slow write of the part, so the other service has to wait.
+      await sleep(30);
+      if (partial.pending === 0) {
+        lease.check();
+        database.push({ by: service.name, fence: lease.fence, record: { ...partial.record } });
+        log(service.name, `was last: wrote the whole record to the database (fence ${String(lease.fence)})`);
+      } else {
+        log(service.name, `added ${service.field}; ${String(partial.pending)} part(s) still missing`);
+      }
+    });
+    log(service.name, 'released the lock');
+  };
+
+  await Promise.all(SERVICES.map((service) => run(service)));
+  return { writes: database, trace };
+}

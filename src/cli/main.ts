@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+/**
+ * The `disref` command line.
+ * @module
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs, styleText } from 'node:util';
+import { runDemo } from './demo.js';
+
+/** Exit codes, documented in `disref --help`. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+const HELP = `disref: distributed locks and reference counting
+
+Usage:
+  disref demo          run the seed scenario on the embedded store
+  disref --version     print the version
+  disref --help        print this help
+
+Exit codes: 0 success, 1 the command failed, 2 bad usage.
+`;
+
+const DEMO_HELP = `Usage: disref demo
+
+Two services add their parts of one record concurrently under a lock on the
+embedded in-memory store; the last one writes the whole record once.
+`;
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP);
+    return command === undefined ? EXIT.usage : EXIT.ok;
+  }
+  if (command === '--version' || command === '-v') {
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version: string };
+    process.stdout.write(`${pkg.version}\n`);
+    return EXIT.ok;
+  }
+  switch (command) {
+    case 'demo':
+      return demo(rest);
+    default:
+      process.stderr.write(`disref: unknown command ${JSON.stringify(command)}; see disref --help\n`);
+      return EXIT.usage;
+  }
+}
+
+async function demo(args: readonly string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: [...args],
+    options: { help: { type: 'boolean', short: 'h' } },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(DEMO_HELP);
+    return EXIT.ok;
+  }
+  process.stdout.write(`${styleText('bold', 'disref demo')}: two services complete one record\n\n`);
+  const result = await runDemo((line) => {
+    process.stdout.write(`${line}\n`);
+  });
+  process.stdout.write('\n');
+  for (const write of result.writes) {
+    process.stdout.write(
+      `database: record written by ${write.by} with fence ${String(write.fence)}: ${JSON.stringify(write.record)}\n`,
+    );
+  }
+  const ok = result.writes.length === 1;
+  process.stdout.write(
+    ok
+      ? `${styleText('green', 'ok')}: exactly one write\n`
+      : `${styleText('red', 'error')}: ${String(result.writes.length)} writes, expected exactly one\n`,
+  );
+  return ok ? EXIT.ok : EXIT.failure;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`disref: ${message}\n`);
+    process.exitCode = EXIT.failure;
+  },
+);

@@ -1,0 +1,235 @@
+/**
+ * `connect()` and the `Disref` handle: one per process, holding the session
+ * (identity + heartbeat) and the backend, and making every lock kind.
+ * @module
+ */
+import type { Backend } from './backend.js';
+import { MemoryBackend } from './backends/memory/memory-backend.js';
+import { parseStoreUrl, urlFromEnvironment, type StoreAddress } from './config.js';
+import { InvalidArgumentError } from './errors.js';
+import {
+  ConflictLock,
+  validateConflictOptions,
+  type ConflictLockOptions,
+} from './locks/conflict-lock.js';
+import type { Lock } from './locks/lock.js';
+import { Mutex } from './locks/mutex.js';
+import { ReadWriteLock } from './locks/read-write-lock.js';
+import { ReentrantLock } from './locks/reentrant-lock.js';
+import {
+  DEFAULT_HEARTBEAT_INTERVAL,
+  DEFAULT_MAX_TTL,
+  DEFAULT_NAMESPACE,
+  resolveLockOptions,
+  validateLockOptions,
+  validateNamespace,
+  type LockOptions,
+  type ResolvedLockOptions,
+} from './options.js';
+import { Session } from './session.js';
+import { validateDuration, validateKey, validateOptionsObject } from './validate.js';
+
+/** Options of `connect()`. */
+export interface ConnectOptions {
+  /**
+   * Store URL: `memory://[NAME]`, `redis://`, `rediss://`,
+   * `redis-cluster://h:p,h:p`, `memcached://h:p[,h:p]`.
+   * @default process.env.DISREF_URL, else memory://
+   */
+  url?: string;
+  /**
+   * Prefix of every key disref writes, so several applications can share a store.
+   * @default 'disref'
+   */
+  namespace?: string;
+  /**
+   * ms between heartbeats of this process.
+   * @default 10_000
+   */
+  heartbeatInterval?: number;
+  /**
+   * ms without a heartbeat after which this process counts as dead.
+   * @default 5 × heartbeatInterval
+   */
+  processTtl?: number;
+  /**
+   * Longest lease (ttl) any lock may ask for, in ms. After the store lost its
+   * data, no lease is granted for this long, so old and new holders never overlap.
+   * @default 60_000
+   */
+  maxTtl?: number;
+  /** Defaults for every lock made by this instance. */
+  defaults?: LockOptions;
+  /** Called when a heartbeat fails (the store is unreachable); defaults to a process warning. */
+  onError?: (error: unknown) => void;
+}
+
+const CONNECT_OPTION_NAMES = [
+  'url',
+  'namespace',
+  'heartbeatInterval',
+  'processTtl',
+  'maxTtl',
+  'defaults',
+  'onError',
+  'redis',
+] as const;
+
+/** Options of `disref.conflictLock()`: the lock options (ttl excepted) and the retry policy. */
+export type ConflictOptions = ConflictLockOptions & Omit<LockOptions, 'ttl'>;
+
+/**
+ * A connection of this process to a store. Make one per process with
+ * {@link connect}; several in one process behave like several processes.
+ */
+export class Disref implements AsyncDisposable {
+  readonly #session: Session;
+  readonly #defaults: LockOptions;
+  readonly #maxTtl: number;
+  /** The namespace every key is written under. */
+  readonly namespace: string;
+
+  /** @internal Use {@link connect}. */
+  constructor(session: Session, options: { namespace: string; defaults: LockOptions; maxTtl: number }) {
+    this.#session = session;
+    this.namespace = options.namespace;
+    this.#defaults = options.defaults;
+    this.#maxTtl = options.maxTtl;
+  }
+
+  /** Random identity of this process in the store. */
+  get id(): string {
+    return this.#session.id;
+  }
+
+  /** The backend, for tools built on disref (status, benchmarks). */
+  get backend(): Backend {
+    return this.#session.backend;
+  }
+
+  /** A mutex on `key`. */
+  lock(key: string, options?: LockOptions): Lock {
+    return new Mutex(this.#session, validateKey(key), this.#resolve(options));
+  }
+
+  /** A mutex that the same async call chain may take again (see `using`). */
+  rlock(key: string, options?: LockOptions): Lock {
+    return new ReentrantLock(this.#session, validateKey(key), this.#resolve(options));
+  }
+
+  /** A read/write lock: `.read()` shared, `.write()` exclusive; writers are not starved. */
+  rwlock(key: string, options?: LockOptions): ReadWriteLock {
+    const resolved = this.#resolve(options);
+    if (!this.#session.backend.capabilities.sharedLocks) {
+      throw new InvalidArgumentError(
+        'rwlock',
+        `a backend with read/write locks; the ${this.#session.backend.name} backend has none`,
+        key,
+      );
+    }
+    return new ReadWriteLock(this.#session, validateKey(key), resolved);
+  }
+
+  /**
+   * A conflict-retry lock (memcachedlock's `zlock`): `run(fn)` runs `fn`
+   * optimistically and re-runs it under the lock after a conflict.
+   */
+  conflictLock(key: string, options: ConflictOptions): ConflictLock {
+    validateKey(key);
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError('options', 'an object with at least isConflict', options);
+    }
+    const { isConflict, retries, reserve, ...lockOptions } = options;
+    const policy = validateConflictOptions({ isConflict, retries, reserve });
+    const mutex = this.lock(key, { ...lockOptions, ttl: validateDuration(policy.reserve, 'options.reserve', { min: 1, max: this.#maxTtl }) });
+    return new ConflictLock(this.#session, mutex, policy);
+  }
+
+  /**
+   * Stops the heartbeat, releases every lease still held, and closes
+   * connections this instance opened (never a client passed in).
+   */
+  close(): Promise<void> {
+    return this.#session.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #resolve(options: LockOptions | undefined): ResolvedLockOptions {
+    const own = validateLockOptions(options, 'options', this.#maxTtl);
+    return resolveLockOptions(own, this.#defaults, this.#session.backend, 'options');
+  }
+}
+
+/**
+ * Connects this process to a store. With no argument, `DISREF_URL` (or the
+ * memcached server variables) decide; with nothing set, the embedded
+ * in-memory store, shared by every `Disref` of this Node process.
+ *
+ * @example const disref = await connect('redis://127.0.0.1:6379');
+ */
+export async function connect(target?: string | ConnectOptions): Promise<Disref> {
+  const options: ConnectOptions = typeof target === 'string' ? { url: target } : (target ?? {});
+  const raw = validateOptionsObject(options, 'options', CONNECT_OPTION_NAMES);
+  if (raw.redis !== undefined) {
+    throw new InvalidArgumentError(
+      'options.redis',
+      'no client yet: the Redis backend is not available in this version; use memory://',
+      'a client',
+    );
+  }
+  const address = parseStoreUrl(options.url ?? urlFromEnvironment());
+  const namespace = validateNamespace(options.namespace ?? DEFAULT_NAMESPACE);
+  const heartbeatInterval = validateDuration(
+    options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL,
+    'options.heartbeatInterval',
+    { min: 10, max: 3_600_000 },
+  );
+  const processTtl = validateDuration(
+    options.processTtl ?? 5 * heartbeatInterval,
+    'options.processTtl',
+    { min: heartbeatInterval + 1, max: 86_400_000 },
+  );
+  const maxTtl = validateDuration(options.maxTtl ?? DEFAULT_MAX_TTL, 'options.maxTtl', {
+    min: 1,
+    max: 86_400_000,
+  });
+  const defaults = validateLockOptions(options.defaults, 'options.defaults', maxTtl);
+  const onError =
+    options.onError ??
+    ((error: unknown) => {
+      process.emitWarning(`disref: heartbeat failed: ${String(error)}`, 'DisrefWarning');
+    });
+  const backend = createBackend(address, namespace);
+  // Validate the defaults against the backend's capabilities now, not on first use.
+  resolveLockOptions({}, defaults, backend, 'options.defaults');
+  const session = new Session({
+    backend,
+    ownsBackend: true,
+    heartbeatInterval,
+    processTtl,
+    onHeartbeatError: onError,
+  });
+  try {
+    await session.start();
+  } catch (error) {
+    await session.close().catch(() => undefined);
+    throw error;
+  }
+  return new Disref(session, { namespace, defaults, maxTtl });
+}
+
+function createBackend(address: StoreAddress, namespace: string): Backend {
+  switch (address.scheme) {
+    case 'memory':
+      return new MemoryBackend({ storeName: address.name, namespace });
+    default:
+      throw new InvalidArgumentError(
+        'url',
+        `a scheme whose backend is available in this version (memory://); the ${address.scheme}:// backend is not built yet`,
+        `${address.scheme}://…`,
+      );
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * disref: distributed locks with fencing tokens, and distributed reference
+ * counting, over an embedded store, Redis and memcached.
+ * @module
+ */
+export { connect, Disref, type ConnectOptions, type ConflictOptions } from './disref.js';
+export type { Lock } from './locks/lock.js';
+export { Lease } from './locks/lease.js';
+export type { ReadWriteLock } from './locks/read-write-lock.js';
+export type { ConflictLock, ConflictAttempt, ConflictLockOptions } from './locks/conflict-lock.js';
+export type { LockOptions, AcquireOptions } from './options.js';
+export {
+  DisrefError,
+  LockTimeoutError,
+  LockLostError,
+  ConflictError,
+  BackendError,
+  InvalidArgumentError,
+  type DisrefErrorCode,
+} from './errors.js';
+export {
+  lock,
+  rlock,
+  zlock,
+  DONT_LOCK,
+  type KeyOrSkip,
+  type WrapperOptions,
+  type ZlockOptions,
+} from './wrappers.js';
+export type {
+  Backend,
+  Capabilities,
+  AcquireRequest,
+  AcquireResult,
+  LockMode,
+  LockState,
+  HolderState,
+} from './backend.js';
