@@ -6,6 +6,7 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import type { Backend } from './backend.js';
 import { BackendError } from './errors.js';
 
@@ -44,6 +45,8 @@ export class Session {
     this.heartbeatInterval = options.heartbeatInterval;
     this.processTtl = options.processTtl;
     this.onHeartbeatError = options.onHeartbeatError;
+    // Every waiting acquire listens to this signal; many waiters are normal.
+    setMaxListeners(0, this.done.signal);
   }
 
   /** Aborted when the session closes. */

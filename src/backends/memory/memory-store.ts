@@ -43,8 +43,6 @@ export class MemoryStore {
   private readonly fences = new Map<string, number>();
   private readonly listeners = new Map<string, Set<ReleaseListener>>();
   private readonly processes = new Map<string, number>();
-  /** Longest lease ever granted, so a flush can quarantine for that long. */
-  private longestTtl = 0;
   /** No grants before this monotonic time (after a simulated data loss). */
   private quarantineUntil = 0;
 
@@ -69,7 +67,6 @@ export class MemoryStore {
       this.removeWaiter(record, owner);
       const fence = this.nextFence(request.key);
       record.holders.set(owner, { mode, fence, expiresAt: now + request.ttl });
-      this.longestTtl = Math.max(this.longestTtl, request.ttl);
       return { granted: true, fence };
     }
     if (request.wait) this.registerWaiter(record, request, now);
@@ -84,7 +81,6 @@ export class MemoryStore {
     const holder = record.holders.get(owner);
     if (holder === undefined) return false;
     holder.expiresAt = now + ttl;
-    this.longestTtl = Math.max(this.longestTtl, ttl);
     return true;
   }
 
@@ -151,16 +147,21 @@ export class MemoryStore {
 
   /**
    * Drops every lock, as a store restarted without persistence would. Like
-   * the other backends, the store then refuses grants until the longest lease
-   * it ever granted has run out, so a holder that did not notice and a new
-   * holder never overlap. Fences stay monotonic (they derive from the clock).
+   * the other backends, the store then refuses grants until every lease that
+   * was live could have run out (here it knows exactly which were), so a
+   * holder that did not notice and a new holder never overlap. Fences stay
+   * monotonic (they derive from the clock).
    */
   loseAllData(): void {
     const keys = [...this.locks.keys()];
+    for (const record of this.locks.values()) {
+      for (const holder of record.holders.values()) {
+        this.quarantineUntil = Math.max(this.quarantineUntil, holder.expiresAt);
+      }
+    }
     this.locks.clear();
     this.fences.clear();
     this.processes.clear();
-    this.quarantineUntil = performance.now() + this.longestTtl;
     for (const key of keys) this.notify(key);
   }
 

@@ -1,0 +1,28 @@
+/**
+ * Runs the conformance suites against every backend target. A target whose
+ * server binary is missing is skipped loudly; with DISREF_REQUIRE_SERVERS=1
+ * (as in CI) that is a failure.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { lockConformance } from './conformance/locks.js';
+import { allTargets } from './harness/targets.js';
+
+const requireServers = process.env.DISREF_REQUIRE_SERVERS === '1';
+
+for (const target of allTargets()) {
+  if (target.unavailable !== undefined) {
+    if (requireServers) {
+      it(`conformance: ${target.name} has its server`, () => {
+        assert.fail(`${target.name}: ${target.unavailable ?? ''} (DISREF_REQUIRE_SERVERS=1)`);
+      });
+    } else {
+      console.warn(`\n*** SKIPPING ${target.name}: ${target.unavailable} ***\n`);
+      it(`conformance: ${target.name}`, { skip: target.unavailable }, () => undefined);
+    }
+    continue;
+  }
+  describe(`conformance: ${target.name}`, () => {
+    lockConformance(target);
+  });
+}
