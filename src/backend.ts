@@ -98,7 +98,9 @@ export interface Backend {
   /**
    * Calls `listener` whenever the lock at `key` may have become free.
    * Resolves once the subscription is live, so a release that happens after
-   * it resolves is never missed. Only on backends with `notify`.
+   * it resolves is never missed. Backends with `notify` report every
+   * release; the others report at least releases made from this process
+   * (waiters then also poll for releases made elsewhere).
    */
   onRelease(key: string, listener: ReleaseListener): Promise<() => void>;
   /** The lock's current holders and waiter count, or `null` when free. */

@@ -52,10 +52,7 @@ function memcachedServersFromEnvironment(env: NodeJS.ProcessEnv): string | undef
 }
 
 /** Parses a store URL; throws `InvalidArgumentError` naming what is wrong. */
-export function parseStoreUrl(
-  url: unknown,
-  env: NodeJS.ProcessEnv = process.env,
-): StoreAddress {
+export function parseStoreUrl(url: unknown, env: NodeJS.ProcessEnv = process.env): StoreAddress {
   if (typeof url !== 'string' || url.trim() === '') {
     throw new InvalidArgumentError('url', `a store URL such as ${EXAMPLE_URLS}`, url);
   }
@@ -85,7 +82,8 @@ function parseValidStoreUrl(url: string, shown: string, env: NodeJS.ProcessEnv):
       return parseCluster(rest, shown);
     case 'memcached': {
       const hosts = rest.replace(/\/$/, '');
-      const servers = hosts === '' ? (memcachedServersFromEnvironment(env) ?? DEFAULT_MEMCACHED) : hosts;
+      const servers =
+        hosts === '' ? (memcachedServersFromEnvironment(env) ?? DEFAULT_MEMCACHED) : hosts;
       return { scheme: 'memcached', servers: parseHostList(servers, 11211, shown) };
     }
     default:
@@ -153,7 +151,11 @@ function parseRedis(
   }
   const database = path.replace(/\/$/, '') === '' ? 0 : Number(path.replace(/\/$/, ''));
   if (!Number.isInteger(database) || database < 0 || database > 1_000_000) {
-    throw new InvalidArgumentError('url', `a database number after the host, e.g. ${scheme}://host:6379/2`, shown);
+    throw new InvalidArgumentError(
+      'url',
+      `a database number after the host, e.g. ${scheme}://host:6379/2`,
+      shown,
+    );
   }
   return { scheme, server: servers[0], username, password, database, url };
 }
@@ -161,10 +163,18 @@ function parseRedis(
 function parseCluster(rest: string, url: string): StoreAddress {
   const { username, password, hosts, path } = splitCredentials(rest);
   if (path.replace(/\/$/, '') !== '') {
-    throw new InvalidArgumentError('url', 'redis-cluster://h1:p1,h2:p2 without a database (a cluster has only database 0)', url);
+    throw new InvalidArgumentError(
+      'url',
+      'redis-cluster://h1:p1,h2:p2 without a database (a cluster has only database 0)',
+      url,
+    );
   }
   if (hosts === '') {
-    throw new InvalidArgumentError('url', 'redis-cluster:// followed by at least one host:port', url);
+    throw new InvalidArgumentError(
+      'url',
+      'redis-cluster:// followed by at least one host:port',
+      url,
+    );
   }
   return { scheme: 'redis-cluster', servers: parseHostList(hosts, 6379, url), username, password };
 }

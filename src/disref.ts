@@ -90,7 +90,10 @@ export class Disref implements AsyncDisposable {
   readonly namespace: string;
 
   /** @internal Use {@link connect}. */
-  constructor(session: Session, options: { namespace: string; defaults: LockOptions; maxTtl: number }) {
+  constructor(
+    session: Session,
+    options: { namespace: string; defaults: LockOptions; maxTtl: number },
+  ) {
     this.#session = session;
     this.namespace = options.namespace;
     this.#defaults = options.defaults;
@@ -136,12 +139,23 @@ export class Disref implements AsyncDisposable {
    */
   conflictLock(key: string, options: ConflictOptions): ConflictLock {
     validateKey(key);
-    if (typeof options !== 'object' || options === null) {
+    const given: unknown = options;
+    if (typeof given !== 'object' || given === null) {
       throw new InvalidArgumentError('options', 'an object with at least isConflict', options);
+    }
+    if ('ttl' in options) {
+      throw new InvalidArgumentError(
+        'options.ttl',
+        'no ttl for a conflict lock: its lease length is `reserve`',
+        (options as { ttl?: unknown }).ttl,
+      );
     }
     const { isConflict, retries, reserve, ...lockOptions } = options;
     const policy = validateConflictOptions({ isConflict, retries, reserve });
-    const mutex = this.lock(key, { ...lockOptions, ttl: validateDuration(policy.reserve, 'options.reserve', { min: 1, max: this.#maxTtl }) });
+    const mutex = this.lock(key, {
+      ...lockOptions,
+      ttl: validateDuration(policy.reserve, 'options.reserve', { min: 1, max: this.#maxTtl }),
+    });
     return new ConflictLock(this.#session, mutex, policy);
   }
 
@@ -210,6 +224,7 @@ export async function connect(target?: string | ConnectOptions): Promise<Disref>
     ownsBackend: true,
     heartbeatInterval,
     processTtl,
+    maxTtl,
     onHeartbeatError: onError,
   });
   try {

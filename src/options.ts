@@ -71,17 +71,14 @@ export const DEFAULT_NAMESPACE = 'disref';
 const LOCK_OPTION_NAMES = ['ttl', 'timeout', 'retryInterval', 'fair', 'signal'] as const;
 
 /** Validates lock options (for `connect({ defaults })` or one lock) without applying defaults. */
-export function validateLockOptions(
-  value: unknown,
-  argument: string,
-  maxTtl: number,
-): LockOptions {
+export function validateLockOptions(value: unknown, argument: string, maxTtl: number): LockOptions {
   const raw = validateOptionsObject(value, argument, LOCK_OPTION_NAMES);
   const options: LockOptions = {};
   if (raw.ttl !== undefined) {
     options.ttl = validateDuration(raw.ttl, `${argument}.ttl`, { min: 1, max: maxTtl });
   }
-  if (raw.timeout !== undefined) options.timeout = validateTimeout(raw.timeout, `${argument}.timeout`);
+  if (raw.timeout !== undefined)
+    options.timeout = validateTimeout(raw.timeout, `${argument}.timeout`);
   if (raw.retryInterval !== undefined) {
     options.retryInterval = validateDuration(raw.retryInterval, `${argument}.retryInterval`, {
       min: 1,
@@ -120,8 +117,11 @@ export function resolveLockOptions(
 }
 
 /** Validates per-call acquire options. */
-export function validateAcquireOptions(value: unknown): AcquireOptions {
-  const raw = validateOptionsObject(value, 'options', ['timeout', 'signal']);
+export function validateAcquireOptions(
+  value: unknown,
+  allowed: readonly (keyof AcquireOptions)[] = ['timeout', 'signal'],
+): AcquireOptions {
+  const raw = validateOptionsObject(value, 'options', allowed);
   const options: AcquireOptions = {};
   if (raw.timeout !== undefined) options.timeout = validateTimeout(raw.timeout, 'options.timeout');
   const signal = validateSignal(raw.signal, 'options.signal');

@@ -22,6 +22,8 @@ export interface SessionOptions {
   readonly ownsBackend: boolean;
   readonly heartbeatInterval: number;
   readonly processTtl: number;
+  /** Longest lease any lock of this session may ask for, in ms. */
+  readonly maxTtl: number;
   /** Called when a heartbeat fails; must not throw. */
   readonly onHeartbeatError: (error: unknown) => void;
 }
@@ -32,6 +34,7 @@ export class Session {
   readonly backend: Backend;
   readonly heartbeatInterval: number;
   readonly processTtl: number;
+  readonly maxTtl: number;
   private readonly ownsBackend: boolean;
   private readonly onHeartbeatError: (error: unknown) => void;
   private readonly resources = new Set<SessionResource>();
@@ -44,6 +47,7 @@ export class Session {
     this.ownsBackend = options.ownsBackend;
     this.heartbeatInterval = options.heartbeatInterval;
     this.processTtl = options.processTtl;
+    this.maxTtl = options.maxTtl;
     this.onHeartbeatError = options.onHeartbeatError;
     // Every waiting acquire listens to this signal; many waiters are normal.
     setMaxListeners(0, this.done.signal);

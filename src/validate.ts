@@ -88,14 +88,13 @@ export function validateBoolean(value: unknown, argument: string): boolean | und
 }
 
 /** Checks a function argument. */
-export function validateFunction<F extends (...args: never[]) => unknown>(
+export function assertFunction(
   value: unknown,
   argument: string,
-): F {
+): asserts value is (...args: never[]) => unknown {
   if (typeof value !== 'function') {
     throw new InvalidArgumentError(argument, 'a function', value);
   }
-  return value as F;
 }
 
 /** Checks that an options argument is a plain object (or undefined). */

@@ -9,7 +9,7 @@
 import { connect, type ConflictOptions, type Disref } from './disref.js';
 import { InvalidArgumentError } from './errors.js';
 import type { LockOptions } from './options.js';
-import { validateFunction, validateKey } from './validate.js';
+import { assertFunction, validateKey } from './validate.js';
 
 /** Returned by a `getKey` to run the call without a lock. */
 export const DONT_LOCK: unique symbol = Symbol('disref.DONT_LOCK');
@@ -33,7 +33,8 @@ type AsyncMethod<This, Args extends unknown[], Result> = (
   ...args: Args
 ) => Promise<Result>;
 
-type MethodDecorator<This, Args extends unknown[], Result> = (
+/** A standard (TypeScript 5) decorator for async methods; `Result` is taken from the method. */
+export type MethodDecorator<This, Args extends unknown[]> = <Result>(
   target: AsyncMethod<This, Args, Result>,
   context: ClassMethodDecoratorContext<This, AsyncMethod<This, Args, Result>>,
 ) => AsyncMethod<This, Args, Result>;
@@ -64,10 +65,10 @@ export function lock<Args extends unknown[], Result>(
  * Decorates an async method so each call holds the mutex named by
  * `getKey(this, ...args)`; stored as `Class.method:key`.
  */
-export function lock<This, Args extends unknown[], Result>(
+export function lock<This, Args extends unknown[]>(
   getKey: (self: This, ...args: Args) => KeyOrSkip,
   options?: WrapperOptions,
-): MethodDecorator<This, Args, Result>;
+): MethodDecorator<This, Args>;
 export function lock(getKey: unknown, fnOrOptions?: unknown, options?: unknown): unknown {
   return wrapOrDecorate('lock', getKey, fnOrOptions, options, (disref, key, run, opts) =>
     disref.lock(key, opts).using(run),
@@ -83,10 +84,10 @@ export function rlock<Args extends unknown[], Result>(
   fn: (...args: Args) => Result,
   options?: WrapperOptions,
 ): (...args: Args) => Promise<Awaited<Result>>;
-export function rlock<This, Args extends unknown[], Result>(
+export function rlock<This, Args extends unknown[]>(
   getKey: (self: This, ...args: Args) => KeyOrSkip,
   options?: WrapperOptions,
-): MethodDecorator<This, Args, Result>;
+): MethodDecorator<This, Args>;
 export function rlock(getKey: unknown, fnOrOptions?: unknown, options?: unknown): unknown {
   return wrapOrDecorate('rlock', getKey, fnOrOptions, options, (disref, key, run, opts) =>
     disref.rlock(key, opts).using(run),
@@ -103,16 +104,19 @@ export function zlock<Args extends unknown[], Result>(
   fn: (...args: Args) => Result,
   options: ZlockOptions,
 ): (...args: Args) => Promise<Awaited<Result>>;
-export function zlock<This, Args extends unknown[], Result>(
+export function zlock<This, Args extends unknown[]>(
   getKey: (self: This, ...args: Args) => KeyOrSkip,
   options: ZlockOptions,
-): MethodDecorator<This, Args, Result>;
+): MethodDecorator<This, Args>;
 export function zlock(getKey: unknown, fnOrOptions?: unknown, options?: unknown): unknown {
   const zoptions = (typeof fnOrOptions === 'function' ? options : fnOrOptions) as
-    | ZlockOptions
-    | undefined;
+    ZlockOptions | undefined;
   if (typeof zoptions?.isConflict !== 'function') {
-    throw new InvalidArgumentError('options.isConflict', 'a function telling conflicts from other errors', zoptions?.isConflict);
+    throw new InvalidArgumentError(
+      'options.isConflict',
+      'a function telling conflicts from other errors',
+      zoptions?.isConflict,
+    );
   }
   return wrapOrDecorate('zlock', getKey, fnOrOptions, options, (disref, key, run, opts) =>
     disref.conflictLock(key, opts as unknown as ConflictOptions).run(run),
@@ -131,15 +135,16 @@ function wrapOrDecorate(
     options: Record<string, unknown>,
   ) => Promise<unknown>,
 ): unknown {
-  const keyOf = validateFunction<(...args: unknown[]) => KeyOrSkip>(getKey, 'getKey');
+  assertFunction(getKey, 'getKey');
+  const keyOf = getKey as (...args: unknown[]) => KeyOrSkip;
   const isWrapper = typeof fnOrOptions === 'function';
-  const rawOptions = (isWrapper ? maybeOptions : fnOrOptions) ?? {};
+  const rawOptions: unknown = (isWrapper ? maybeOptions : fnOrOptions) ?? {};
   if (typeof rawOptions !== 'object' || rawOptions === null) {
     throw new InvalidArgumentError('options', `an options object for ${kind}()`, rawOptions);
   }
   const { disref, name, ...lockOptions } = rawOptions as WrapperOptions;
   if (name !== undefined) validateKey(name, 'options.name');
-  const run: Runner = (instance, key, call) => runLocked(instance, key, call, lockOptions as Record<string, unknown>);
+  const run: Runner = (instance, key, call) => runLocked(instance, key, call, lockOptions);
   const instanceFor = (): Promise<Disref> =>
     disref === undefined ? defaultInstance() : Promise.resolve(disref);
 
@@ -147,21 +152,30 @@ function wrapOrDecorate(
     const fn = fnOrOptions as (...args: unknown[]) => unknown;
     const prefix = name ?? fn.name;
     if (prefix === '') {
-      throw new InvalidArgumentError('options.name', `a name for the anonymous function given to ${kind}()`, undefined);
+      throw new InvalidArgumentError(
+        'options.name',
+        `a name for the anonymous function given to ${kind}()`,
+        undefined,
+      );
     }
     const wrapped = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
       const key = keyOf(...args);
       if (key === DONT_LOCK) return fn.apply(this, args);
       const lockKey = `${prefix}:${validateKey(key, 'getKey() result')}`;
-      return run(await instanceFor(), lockKey, async () => fn.apply(this, args));
+      return run(await instanceFor(), lockKey, async () => await fn.apply(this, args));
     };
     Object.defineProperty(wrapped, 'name', { value: fn.name });
     return wrapped;
   }
 
-  return (target: (...args: unknown[]) => Promise<unknown>, context: ClassMethodDecoratorContext) => {
-    if (context.kind !== 'method') {
-      throw new InvalidArgumentError('decorator', `@${kind}() on a method`, context.kind);
+  return (
+    target: (...args: unknown[]) => Promise<unknown>,
+    context: ClassMethodDecoratorContext,
+  ) => {
+    // Plain JavaScript can apply a method decorator to a field or accessor.
+    const decorated: string = context.kind;
+    if (decorated !== 'method') {
+      throw new InvalidArgumentError('decorator', `@${kind}() on a method`, decorated);
     }
     const method = String(context.name);
     let prefix = name;

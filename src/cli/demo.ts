@@ -26,11 +26,18 @@ interface Service {
 
 const SERVICES: readonly Service[] = [
   { name: 'email-lookup', field: 'email', workMs: 40, produce: () => 'ada@example.com' },
-  { name: 'address-check', field: 'address', workMs: 50, produce: () => '12 Analytical St, London' },
+  {
+    name: 'address-check',
+    field: 'address',
+    workMs: 50,
+    produce: () => '12 Analytical St, London',
+  },
 ];
 
 /** Runs the scenario; `print` receives each trace line as it happens. */
-export async function runDemo(print: (line: string) => void = () => undefined): Promise<DemoResult> {
+export async function runDemo(
+  print: (line: string) => void = () => undefined,
+): Promise<DemoResult> {
   const resource = 'record:user-42';
   const started = performance.now();
   const trace: string[] = [];
@@ -55,7 +62,10 @@ export async function runDemo(print: (line: string) => void = () => undefined): 
     const askedAt = performance.now();
     await disref.lock(resource, { ttl: 5_000 }).using(async (lease) => {
       const waited = performance.now() - askedAt;
-      log(service.name, `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`);
+      log(
+        service.name,
+        `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`,
+      );
       partial.record[service.field] = value;
       partial.pending -= 1;
       // Simulated slow write of the part, so the other service has to wait.
@@ -63,9 +73,15 @@ export async function runDemo(print: (line: string) => void = () => undefined): 
       if (partial.pending === 0) {
         lease.check();
         database.push({ by: service.name, fence: lease.fence, record: { ...partial.record } });
-        log(service.name, `was last: wrote the whole record to the database (fence ${String(lease.fence)})`);
+        log(
+          service.name,
+          `was last: wrote the whole record to the database (fence ${String(lease.fence)})`,
+        );
       } else {
-        log(service.name, `added ${service.field}; ${String(partial.pending)} part(s) still missing`);
+        log(
+          service.name,
+          `added ${service.field}; ${String(partial.pending)} part(s) still missing`,
+        );
       }
     });
     log(service.name, 'released the lock');

@@ -43,7 +43,9 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'demo':
       return demo(rest);
     default:
-      process.stderr.write(`disref: unknown command ${JSON.stringify(command)}; see disref --help\n`);
+      process.stderr.write(
+        `disref: unknown command ${JSON.stringify(command)}; see disref --help\n`,
+      );
       return EXIT.usage;
   }
 }
@@ -83,7 +85,9 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`disref: ${message}\n`);
-    process.exitCode = EXIT.failure;
+    // parseArgs rejects unknown or malformed options with ERR_PARSE_ARGS_* codes.
+    const usage = String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`disref: ${message}${usage ? '; see disref --help' : ''}\n`);
+    process.exitCode = usage ? EXIT.usage : EXIT.failure;
   },
 );

@@ -46,7 +46,7 @@ export async function acquireHeld(
 
   const owner = newOwnerToken(session.id);
   const wait = call.timeout > 0;
-  const notifying = backend.capabilities.notify && wait;
+  const notifying = backend.capabilities.notify;
   const pollInterval = notifying ? NOTIFY_SAFETY_NET : options.retryInterval;
   const waiterTtl = WAITER_TTL_FACTOR * Math.max(pollInterval, options.retryInterval) + 1000;
   const deadline = performance.now() + call.timeout;
@@ -56,7 +56,8 @@ export async function acquireHeld(
   let registered = false;
   try {
     signal.throwIfAborted();
-    if (notifying) {
+    if (wait) {
+      // Even a polling backend wakes waiters at once for releases made in this process.
       unsubscribe = await backend.onRelease(key, () => {
         wakeup.wake();
       });

@@ -11,7 +11,7 @@
 import { ConflictError, InvalidArgumentError } from '../errors.js';
 import type { AcquireOptions } from '../options.js';
 import type { Session } from '../session.js';
-import { validateFunction } from '../validate.js';
+import { assertFunction } from '../validate.js';
 import type { Lease } from './lease.js';
 import type { Lock } from './lock.js';
 
@@ -63,8 +63,11 @@ export class ConflictLock {
    * Runs `fn`, retrying on conflicts as described above.
    * @throws ConflictError after `retries` re-runs still conflicted (the last conflict is `cause`).
    */
-  async run<T>(fn: (attempt: ConflictAttempt) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
-    validateFunction(fn, 'fn');
+  async run<T>(
+    fn: (attempt: ConflictAttempt) => Promise<T> | T,
+    options?: AcquireOptions,
+  ): Promise<T> {
+    assertFunction(fn, 'fn');
     this.#session.assertOpen();
     let attempt = 0;
     const busy = await this.#session.backend.inspect(this.key);
@@ -100,13 +103,15 @@ export function validateConflictOptions(value: ConflictLockOptions): {
   retries: number;
   reserve: number;
 } {
-  const isConflict = validateFunction<(error: unknown) => boolean>(
-    value.isConflict,
-    'options.isConflict',
-  );
+  const isConflict: unknown = value.isConflict;
+  assertFunction(isConflict, 'options.isConflict');
   const retries = value.retries ?? 3;
   if (!Number.isInteger(retries) || retries < 0 || retries > 1000) {
     throw new InvalidArgumentError('options.retries', 'a whole number in [0, 1000]', retries);
   }
-  return { isConflict, retries, reserve: value.reserve ?? 1000 };
+  return {
+    isConflict: isConflict as (error: unknown) => boolean,
+    retries,
+    reserve: value.reserve ?? 1000,
+  };
 }

@@ -57,6 +57,11 @@ export class HeldLock implements SessionResource {
     return Math.max(0, this.validUntil - performance.now());
   }
 
+  /** Longest ttl an extension may ask for. */
+  get maxTtl(): number {
+    return this.session.maxTtl;
+  }
+
   get isReleased(): boolean {
     return this.released;
   }
@@ -200,7 +205,7 @@ export class Lease implements AsyncDisposable {
     const length =
       ttl === undefined
         ? this.#held.ttl
-        : validateDuration(ttl, 'ttl', { min: 1, max: Number.MAX_SAFE_INTEGER });
+        : validateDuration(ttl, 'ttl', { min: 1, max: this.#held.maxTtl });
     if (this.#released) {
       throw new LockLostError(this.key, this.fence, 'it was released');
     }

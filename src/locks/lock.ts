@@ -6,9 +6,13 @@
  * @module
  */
 import type { LockMode } from '../backend.js';
-import { validateAcquireOptions, type AcquireOptions, type ResolvedLockOptions } from '../options.js';
+import {
+  validateAcquireOptions,
+  type AcquireOptions,
+  type ResolvedLockOptions,
+} from '../options.js';
 import type { Session } from '../session.js';
-import { validateFunction } from '../validate.js';
+import { assertFunction } from '../validate.js';
 import { acquireHeld } from './acquire.js';
 import { Lease, type HeldLock } from './lease.js';
 
@@ -58,13 +62,13 @@ export abstract class BaseLock implements Lock {
   }
 
   async tryAcquire(options?: Pick<AcquireOptions, 'signal'>): Promise<Lease | null> {
-    const call = validateAcquireOptions(options);
+    const call = validateAcquireOptions(options, ['signal']);
     const holding = await this.hold({ ...call, timeout: 0 }, false);
     return holding?.lease ?? null;
   }
 
   async using<T>(fn: (lease: Lease) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
-    validateFunction(fn, 'fn');
+    assertFunction(fn, 'fn');
     const holding = await this.hold(options, true);
     if (holding === null) throw new Error('unreachable: using without a lease');
     const { lease, held, fresh } = holding;

@@ -61,7 +61,10 @@ function blockEventLoop(ms: number): void {
 export function lockConformance(target: BackendTarget): void {
   const open: Disref[] = [];
   /** A new `Disref` (as if in another process) in a namespace of its own test. */
-  const instances = async (count: number, options: Partial<ConnectOptions> = {}): Promise<Disref[]> => {
+  const instances = async (
+    count: number,
+    options: Partial<ConnectOptions> = {},
+  ): Promise<Disref[]> => {
     namespaceCounter += 1;
     const namespace = `t${String(process.pid)}-${String(namespaceCounter)}`;
     const made = await Promise.all(
@@ -126,7 +129,10 @@ export function lockConformance(target: BackendTarget): void {
       await next.release();
       for (let i = 1; i < fences.length; i++) {
         const previous = fences[i - 1] ?? Infinity;
-        assert.ok((fences[i] ?? -Infinity) > previous, `fence ${String(fences[i])} after ${String(previous)}`);
+        assert.ok(
+          (fences[i] ?? -Infinity) > previous,
+          `fence ${String(fences[i])} after ${String(previous)}`,
+        );
       }
       assert.ok(fences.every((fence) => Number.isSafeInteger(fence) && fence > 0));
     });
@@ -207,7 +213,11 @@ export function lockConformance(target: BackendTarget): void {
       const result = await a.lock('long-work', { ttl: 200 }).using(async (lease) => {
         for (let i = 0; i < 10; i++) {
           await sleep(100);
-          assert.equal(await b.lock('long-work').tryAcquire(), null, 'someone got in during the work');
+          assert.equal(
+            await b.lock('long-work').tryAcquire(),
+            null,
+            'someone got in during the work',
+          );
           lease.check();
           probes += 1;
         }
@@ -310,7 +320,7 @@ export function lockConformance(target: BackendTarget): void {
       await free.release();
     });
 
-    it('wakes a waiter when the lock is released, not at the holder\'s expiry', async (t) => {
+    it("wakes a waiter when the lock is released, not at the holder's expiry", async (t) => {
       const [a, b] = await instances(2);
       assert.ok(a !== undefined && b !== undefined);
       if (!a.backend.capabilities.notify) {
@@ -326,7 +336,10 @@ export function lockConformance(target: BackendTarget): void {
       const latency = performance.now() - releasedAt;
       await next.release();
       // Far below the holder's 20 s lease and the 1 s safety-net poll: a generous bound, not a speed claim.
-      assert.ok(releasedAt > 0 && latency < 900, `woken ${latency.toFixed(0)} ms after the release`);
+      assert.ok(
+        releasedAt > 0 && latency < 900,
+        `woken ${latency.toFixed(0)} ms after the release`,
+      );
     });
 
     it('separate keys do not block each other', async () => {
@@ -367,12 +380,10 @@ export function lockConformance(target: BackendTarget): void {
         const disref = disrefs[i];
         assert.ok(disref !== undefined);
         waiters.push(
-          disref
-            .lock('fifo')
-            .using(async () => {
-              order.push(i);
-              await sleep(5);
-            }),
+          disref.lock('fifo').using(async () => {
+            order.push(i);
+            await sleep(5);
+          }),
         );
         await sleep(30); // arrive one after another
       }
@@ -423,9 +434,17 @@ export function lockConformance(target: BackendTarget): void {
           const innermost = await lock.acquire();
           depths.push(3);
           await innermost.release();
-          assert.equal(await b.rlock('reentrant').tryAcquire(), null, 'still held after inner release');
+          assert.equal(
+            await b.rlock('reentrant').tryAcquire(),
+            null,
+            'still held after inner release',
+          );
         });
-        assert.equal(await b.rlock('reentrant').tryAcquire(), null, 'still held by the outer level');
+        assert.equal(
+          await b.rlock('reentrant').tryAcquire(),
+          null,
+          'still held by the outer level',
+        );
       });
       assert.deepEqual(depths, [1, 2, 3]);
       const free = await b.rlock('reentrant').tryAcquire();
@@ -477,14 +496,26 @@ export function lockConformance(target: BackendTarget): void {
       assert.equal(readers.length, 3, 'three readers at once');
       const writerDisref = disrefs[3];
       assert.ok(writerDisref !== undefined);
-      assert.equal(await writerDisref.rwlock('rw').write().tryAcquire(), null, 'writer waits for readers');
+      assert.equal(
+        await writerDisref.rwlock('rw').write().tryAcquire(),
+        null,
+        'writer waits for readers',
+      );
       const writing = writerDisref.rwlock('rw').write().acquire({ timeout: 5_000 });
       await sleep(30);
       // A waiting writer is not starved: new readers queue behind it.
-      assert.equal(await first.rwlock('rw').read().tryAcquire(), null, 'new reader jumped a waiting writer');
+      assert.equal(
+        await first.rwlock('rw').read().tryAcquire(),
+        null,
+        'new reader jumped a waiting writer',
+      );
       await Promise.all(readers.map((lease) => lease.release()));
       const writer = await writing;
-      assert.equal(await first.rwlock('rw').read().tryAcquire(), null, 'reader got in beside a writer');
+      assert.equal(
+        await first.rwlock('rw').read().tryAcquire(),
+        null,
+        'reader got in beside a writer',
+      );
       assert.equal(await first.rwlock('rw').write().tryAcquire(), null, 'two writers');
       await writer.release();
       const reader = await first.rwlock('rw').read().tryAcquire();
@@ -537,14 +568,20 @@ export function lockConformance(target: BackendTarget): void {
       const [a, b] = await instances(2);
       assert.ok(a !== undefined && b !== undefined);
       const runs: { attempt: number; held: boolean; fence: number | undefined }[] = [];
-      const result = await a.conflictLock('zlock', { isConflict }).run(async ({ attempt, lease }) => {
-        runs.push({ attempt, held: lease !== undefined, fence: lease?.fence });
-        if (lease !== undefined) {
-          assert.equal(await b.lock('zlock').tryAcquire(), null, 'retry runs while holding the lock');
-        }
-        if (attempt < 2) throw new VersionConflict('stale version');
-        return 'committed';
-      });
+      const result = await a
+        .conflictLock('zlock', { isConflict })
+        .run(async ({ attempt, lease }) => {
+          runs.push({ attempt, held: lease !== undefined, fence: lease?.fence });
+          if (lease !== undefined) {
+            assert.equal(
+              await b.lock('zlock').tryAcquire(),
+              null,
+              'retry runs while holding the lock',
+            );
+          }
+          if (attempt < 2) throw new VersionConflict('stale version');
+          return 'committed';
+        });
       assert.equal(result, 'committed');
       assert.deepEqual(
         runs.map(({ attempt, held }) => [attempt, held]),
@@ -598,10 +635,12 @@ export function lockConformance(target: BackendTarget): void {
       assert.ok(a !== undefined && b !== undefined);
       const lease = await a.lock('zlock-busy').acquire();
       setTimeout(() => void lease.release(), 100);
-      const run = await b.conflictLock('zlock-busy', { isConflict }).run(({ attempt, lease: held }) => ({
-        attempt,
-        held: held !== undefined,
-      }));
+      const run = await b
+        .conflictLock('zlock-busy', { isConflict })
+        .run(({ attempt, lease: held }) => ({
+          attempt,
+          held: held !== undefined,
+        }));
       assert.deepEqual(run, { attempt: 0, held: true });
     });
   });
@@ -613,10 +652,17 @@ export function lockConformance(target: BackendTarget): void {
       const old: Lease = await a.lock('lossy', { ttl: 600 }).acquire();
       await target.loseAllData(a);
       const lostAt = performance.now();
-      assert.equal(await a.lock('lossy').tryAcquire(), null, 'granted while an old lease may be live');
+      assert.equal(
+        await a.lock('lossy').tryAcquire(),
+        null,
+        'granted while an old lease may be live',
+      );
       const fresh = await b.lock('lossy', { ttl: 1_000 }).acquire({ timeout: 5_000 });
       const waited = performance.now() - lostAt;
-      assert.ok(waited >= 500, `new lease after ${waited.toFixed(0)} ms, before the old one could end`);
+      assert.ok(
+        waited >= 500,
+        `new lease after ${waited.toFixed(0)} ms, before the old one could end`,
+      );
       assert.ok(fresh.fence > old.fence, 'fences stay monotonic across data loss');
       await assert.rejects(old.extend(), LockLostError);
       await fresh.release();

@@ -260,7 +260,10 @@ export class MemoryStore {
 
   /** Wakes waiters after the current synchronous operation has finished. */
   private notifySoon(key: string): void {
-    if (this.listeners.has(key)) queueMicrotask(() => this.notify(key));
+    if (this.listeners.has(key))
+      queueMicrotask(() => {
+        this.notify(key);
+      });
   }
 }
 
