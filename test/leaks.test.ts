@@ -1,0 +1,54 @@
+/**
+ * Nothing leaks: after close(), every timer disref started (heartbeat, lease
+ * expiry, extension, wait) is cleared, even the unref'd ones that
+ * process.getActiveResourcesInfo() does not list.
+ */
+import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
+import { it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect, LockTimeoutError } from '../src/index.js';
+
+it('leaves no timers or handles behind after close()', async () => {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type === 'Timeout' || type === 'TCPWRAP' || type === 'PIPEWRAP')
+        live.set(
+          id,
+          (process.env.LEAK_STACKS ?? '') === '' ? type : (new Error(type).stack ?? type),
+        );
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  });
+  hook.enable();
+  try {
+    const a = await connect({ url: 'memory://leaks', namespace: 'leaks', heartbeatInterval: 20 });
+    const b = await connect({ url: 'memory://leaks', namespace: 'leaks' }); // next beat 10 s away
+    await a.lock('k', { ttl: 90 }).using(() => sleep(100)); // extended at least twice
+    const held = await a.lock('k').acquire();
+    await assert.rejects(b.lock('k').acquire({ timeout: 30 }), LockTimeoutError);
+    const waiting = b
+      .lock('k')
+      .acquire()
+      .catch((error: unknown) => error); // still waiting at close
+    await b.rlock('r').using(() => b.rlock('r').using(() => sleep(5)));
+    await b
+      .rwlock('rw')
+      .read()
+      .using(() => sleep(5));
+    await a.conflictLock('z', { isConflict: () => true, retries: 1 }).run(({ attempt }) => attempt);
+    await sleep(50); // a few heartbeats
+    void held;
+    await Promise.all([a.close(), b.close()]);
+    assert.match(String(await waiting), /closed/);
+    // Let destroy hooks of timers that just fired or were cleared run.
+    await sleep(10);
+    await new Promise(setImmediate);
+  } finally {
+    hook.disable();
+  }
+  assert.deepEqual([...live.values()], [], 'resources still alive after close()');
+});
