@@ -27,6 +27,7 @@ export class HeldLock implements SessionResource {
   /** Monotonic time (performance.now()) until which the lease is surely valid. */
   private validUntil: number;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private extensionTimer: NodeJS.Timeout | undefined;
   private released = false;
 
   constructor(options: {
@@ -91,6 +92,7 @@ export class HeldLock implements SessionResource {
     if (this.released) return false;
     this.released = true;
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.extensionTimer);
     this.session.untrack(this);
     const wasHeld = await this.session.backend.release(this.key, this.owner);
     if (!this.lost.signal.aborted) {
@@ -113,11 +115,10 @@ export class HeldLock implements SessionResource {
    * until the lease runs out locally (the expiry timer aborts it then).
    */
   keepExtended(): () => void {
-    let timer: NodeJS.Timeout | undefined;
     let stopped = false;
     const schedule = (delay: number): void => {
       if (stopped || this.lost.signal.aborted) return;
-      timer = setTimeout(() => {
+      this.extensionTimer = setTimeout(() => {
         this.extend(this.ttl).then(
           () => {
             schedule(Math.max(1, Math.floor(this.ttl / 3)));
@@ -127,18 +128,19 @@ export class HeldLock implements SessionResource {
           },
         );
       }, delay);
-      timer.unref();
+      this.extensionTimer.unref();
     };
     schedule(Math.max(1, Math.floor(this.ttl / 3)));
     return () => {
       stopped = true;
-      clearTimeout(timer);
+      clearTimeout(this.extensionTimer);
     };
   }
 
   markLost(reason: string): void {
     if (this.lost.signal.aborted) return;
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.extensionTimer);
     this.lost.abort(new LockLostError(this.key, this.fence, reason));
   }
 
