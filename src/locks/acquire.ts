@@ -4,7 +4,7 @@
  * bounded by the timeout and abortable by signals.
  * @module
  */
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { LockMode } from '../backend.js';
 import { LockTimeoutError } from '../errors.js';
@@ -26,7 +26,8 @@ export interface AcquireContext {
 
 /** An unguessable owner token; the session id in front lets `status` name the holder. */
 export function newOwnerToken(sessionId: string): string {
-  return `${sessionId}:${randomBytes(16).toString('base64url')}`;
+  // randomUUID draws from a cached entropy pool: 122 random bits, far cheaper than randomBytes.
+  return `${sessionId}:${randomUUID()}`;
 }
 
 /**

@@ -68,8 +68,9 @@ export class HeldLock implements SessionResource {
   }
 
   check(): void {
+    if (this.released) throw new LockLostError(this.key, this.fence, 'it was released');
     if (!this.lost.signal.aborted && performance.now() >= this.validUntil) {
-      this.markLost(this.released ? 'it was released' : 'it ran out before it was extended');
+      this.markLost('it ran out before it was extended');
     }
     if (this.lost.signal.aborted) throw this.lost.signal.reason as LockLostError;
   }
@@ -94,11 +95,7 @@ export class HeldLock implements SessionResource {
     clearTimeout(this.expiryTimer);
     clearTimeout(this.extensionTimer);
     this.session.untrack(this);
-    const wasHeld = await this.session.backend.release(this.key, this.owner);
-    if (!this.lost.signal.aborted) {
-      this.lost.abort(new LockLostError(this.key, this.fence, 'it was released'));
-    }
-    return wasHeld;
+    return this.session.backend.release(this.key, this.owner);
   }
 
   async releaseOnClose(): Promise<void> {
@@ -178,7 +175,7 @@ export class Lease implements AsyncDisposable {
 
   /**
    * Aborted (with a `LockLostError` as reason) when the lease may have run
-   * out, when an extension was refused, and when it is released.
+   * out or an extension was refused. Not aborted by `release()`.
    */
   get signal(): AbortSignal {
     return this.#held.signal;
