@@ -5,6 +5,8 @@
  */
 import type { Backend } from './backend.js';
 import { MemoryBackend } from './backends/memory/memory-backend.js';
+import type { RedisClientLike } from './backends/redis/client.js';
+import { RedisBackend } from './backends/redis/redis-backend.js';
 import { parseStoreUrl, urlFromEnvironment, type StoreAddress } from './config.js';
 import { InvalidArgumentError } from './errors.js';
 import {
@@ -62,6 +64,13 @@ export interface ConnectOptions {
   defaults?: LockOptions;
   /** Called when a heartbeat fails (the store is unreachable); defaults to a process warning. */
   onError?: (error: unknown) => void;
+  /**
+   * A Redis client to use instead of a URL: an ioredis `Redis` instance or a
+   * connected node-redis (`@redis/client`) client. disref opens one duplicate
+   * of it for wake-ups and never closes the client itself.
+   * @example connect({ redis: new Redis(process.env.REDIS_URL), namespace: 'shop' })
+   */
+  redis?: RedisClientLike;
 }
 
 const CONNECT_OPTION_NAMES = [
@@ -187,14 +196,15 @@ export class Disref implements AsyncDisposable {
 export async function connect(target?: string | ConnectOptions): Promise<Disref> {
   const options: ConnectOptions = typeof target === 'string' ? { url: target } : (target ?? {});
   const raw = validateOptionsObject(options, 'options', CONNECT_OPTION_NAMES);
-  if (raw.redis !== undefined) {
+  if (raw.redis !== undefined && options.url !== undefined) {
     throw new InvalidArgumentError(
-      'options.redis',
-      'no client yet: the Redis backend is not available in this version; use memory://',
-      'a client',
+      'options.url',
+      'no url when options.redis passes a client (the client decides the server)',
+      options.url,
     );
   }
-  const address = parseStoreUrl(options.url ?? urlFromEnvironment());
+  const address =
+    raw.redis === undefined ? parseStoreUrl(options.url ?? urlFromEnvironment()) : undefined;
   const namespace = validateNamespace(options.namespace ?? DEFAULT_NAMESPACE);
   const heartbeatInterval = validateDuration(
     options.heartbeatInterval ?? DEFAULT_HEARTBEAT_INTERVAL,
@@ -216,7 +226,10 @@ export async function connect(target?: string | ConnectOptions): Promise<Disref>
     ((error: unknown) => {
       process.emitWarning(`disref: heartbeat failed: ${String(error)}`, 'DisrefWarning');
     });
-  const backend = createBackend(address, namespace);
+  const backend =
+    address === undefined
+      ? new RedisBackend({ server: { client: raw.redis }, namespace, maxTtl })
+      : createBackend(address, { namespace, maxTtl });
   // Validate the defaults against the backend's capabilities now, not on first use.
   resolveLockOptions({}, defaults, backend, 'options.defaults');
   const session = new Session({
@@ -236,14 +249,20 @@ export async function connect(target?: string | ConnectOptions): Promise<Disref>
   return new Disref(session, { namespace, defaults, maxTtl });
 }
 
-function createBackend(address: StoreAddress, namespace: string): Backend {
+function createBackend(
+  address: StoreAddress,
+  { namespace, maxTtl }: { namespace: string; maxTtl: number },
+): Backend {
   switch (address.scheme) {
     case 'memory':
       return new MemoryBackend({ storeName: address.name, namespace });
+    case 'redis':
+    case 'rediss':
+      return new RedisBackend({ server: address, namespace, maxTtl });
     default:
       throw new InvalidArgumentError(
         'url',
-        `a scheme whose backend is available in this version (memory://); the ${address.scheme}:// backend is not built yet`,
+        `a scheme whose backend is available in this version (memory://, redis://, rediss://); the ${address.scheme}:// backend is not built yet`,
         `${address.scheme}://…`,
       );
   }

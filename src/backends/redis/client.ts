@@ -1,0 +1,310 @@
+/**
+ * The Redis client adapter: the few commands the backend sends (EVALSHA,
+ * EVAL, SUBSCRIBE, UNSUBSCRIBE, QUIT), over either client users have:
+ * ioredis (created by disref from a URL, loaded lazily, or passed in) or
+ * node-redis (`@redis/client`, only when passed in; never imported, so it
+ * stays an optional peer dependency).
+ * @module
+ */
+import { isIP } from 'node:net';
+import type { RedisOptions } from 'ioredis';
+import { redactUrl, type StoreAddress } from '../../config.js';
+import { BackendError, InvalidArgumentError } from '../../errors.js';
+
+/** What the backend needs from a connection; one implementation per client library. */
+export interface RedisConnection {
+  /** EVALSHA; rejects with an error whose message starts with `NOSCRIPT` when the script is not cached. */
+  evalsha(sha: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
+  /** EVAL with the full script text (the server caches it). */
+  eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
+  /**
+   * A second connection for wake-ups, owned by the caller: a connection
+   * in subscriber mode can run nothing else.
+   */
+  openSubscriber(): RedisSubscriber;
+  /** Closes the connection if disref opened it; a client passed in is left alone. */
+  close(): Promise<void>;
+}
+
+/** A connection in subscriber mode. */
+export interface RedisSubscriber {
+  /** Resolves once the server acknowledged SUBSCRIBE. */
+  subscribe(channel: string, onMessage: () => void): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The part of an ioredis (v5, v6) client disref uses. */
+export interface IoredisClient {
+  readonly status: string;
+  evalsha(sha: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  eval(script: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  duplicate(): IoredisSubscriberClient;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/** The part of a duplicated ioredis client used for SUBSCRIBE. */
+export interface IoredisSubscriberClient {
+  subscribe(channel: string): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  on(event: 'message', listener: (channel: string, message: string) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}
+
+/** The part of a node-redis (`@redis/client` v4 to v6) client disref uses. */
+export interface NodeRedisClient {
+  readonly isOpen: boolean;
+  sendCommand(args: string[]): Promise<unknown>;
+  duplicate(): NodeRedisSubscriberClient;
+}
+
+/** The part of a duplicated node-redis client used for SUBSCRIBE. */
+export interface NodeRedisSubscriberClient {
+  connect(): Promise<unknown>;
+  subscribe(
+    channel: string,
+    listener: (message: string, channel: string) => unknown,
+  ): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  /** node-redis v5+; `quit()` in v4. */
+  close?: () => Promise<unknown>;
+  quit?: () => Promise<unknown>;
+  /** node-redis v5+; `disconnect()` in v4. */
+  destroy?: () => void;
+  disconnect?: () => Promise<unknown>;
+}
+
+/**
+ * A Redis client you pass to `connect({ redis })`: an ioredis `Redis`
+ * instance, or a connected node-redis (`@redis/client`) client. disref sends
+ * its scripts through it, opens one duplicate for wake-ups (closed by
+ * `disref.close()`), and never closes the client itself.
+ */
+export type RedisClientLike = IoredisClient | NodeRedisClient;
+
+/** How long disref waits for a TCP (and TLS) connection to a server, in ms. */
+export const CONNECT_TIMEOUT = 3_000;
+/** How long one command of a client disref created may take, in ms. */
+export const COMMAND_TIMEOUT = 3_000;
+/** Longest a graceful QUIT may take on close before the socket is dropped. */
+const QUIT_TIMEOUT = 1_000;
+
+type RedisUrlAddress = Extract<StoreAddress, { scheme: 'redis' | 'rediss' }>;
+
+/** The address of a URL, for errors: scheme, host, port and database, never credentials. */
+export function describeAddress(address: RedisUrlAddress): string {
+  const host = address.server.host.includes(':') ? `[${address.server.host}]` : address.server.host;
+  const database = address.database === 0 ? '' : `/${String(address.database)}`;
+  return `${address.scheme}://${host}:${String(address.server.port)}${database}`;
+}
+
+/**
+ * Creates an ioredis client for a URL, with bounds so that an unreachable
+ * server fails every command within seconds instead of queueing it forever.
+ */
+export async function createIoredisConnection(address: RedisUrlAddress): Promise<RedisConnection> {
+  let Redis: typeof import('ioredis').Redis;
+  try {
+    // Loaded only when a redis:// URL is used, so memory-only users never load it.
+    ({ Redis } = await import('ioredis'));
+  } catch (error) {
+    throw new BackendError(
+      describeAddress(address),
+      'the ioredis package could not be loaded; install it with `npm install ioredis`',
+      { cause: error },
+    );
+  }
+  const options: RedisOptions = {
+    host: address.server.host,
+    port: address.server.port,
+    username: address.username,
+    password: address.password,
+    db: address.database,
+    connectTimeout: CONNECT_TIMEOUT,
+    commandTimeout: COMMAND_TIMEOUT,
+    // Commands sent while disconnected wait for one reconnection, then fail.
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
+    lazyConnect: true,
+    // SNI takes a host name only; Node warns when given an IP address.
+    ...(address.scheme === 'rediss'
+      ? { tls: isIP(address.server.host) === 0 ? { servername: address.server.host } : {} }
+      : {}),
+  };
+  const client = new Redis(options);
+  // Failures reach callers through their commands; without a listener ioredis logs each one.
+  client.on('error', () => undefined);
+  return ioredisConnection(client, { owned: true });
+}
+
+/**
+ * Wraps a client passed to `connect({ redis })`. Throws
+ * `InvalidArgumentError` for anything that is not an ioredis or node-redis
+ * client (or is a cluster client: `redis-cluster://` is not built yet).
+ */
+export function connectionForClient(
+  client: unknown,
+  argument: string,
+): { connection: RedisConnection; address: string } {
+  if (typeof client !== 'object' || client === null) {
+    throw new InvalidArgumentError(argument, 'an ioredis or node-redis client', client);
+  }
+  const candidate = client as Record<string, unknown>;
+  if (candidate.isCluster === true || typeof candidate.getMasters === 'function') {
+    throw new InvalidArgumentError(
+      argument,
+      'a single-server Redis client; Redis Cluster clients are not supported yet',
+      'a cluster client',
+    );
+  }
+  if (
+    typeof candidate.sendCommand === 'function' &&
+    typeof candidate.isOpen === 'boolean' &&
+    typeof candidate.duplicate === 'function'
+  ) {
+    return {
+      connection: nodeRedisConnection(client as NodeRedisClient),
+      address: nodeRedisAddress(candidate.options),
+    };
+  }
+  if (
+    typeof candidate.evalsha === 'function' &&
+    typeof candidate.duplicate === 'function' &&
+    typeof candidate.status === 'string'
+  ) {
+    return {
+      connection: ioredisConnection(client as IoredisClient, { owned: false }),
+      address: ioredisAddress(candidate.options),
+    };
+  }
+  throw new InvalidArgumentError(
+    argument,
+    'an ioredis `Redis` instance or a connected node-redis (`@redis/client`) client',
+    client,
+  );
+}
+
+function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean }): RedisConnection {
+  return {
+    evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+    eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
+    openSubscriber: () => {
+      const subscriber = client.duplicate();
+      subscriber.on('error', () => undefined);
+      const handlers = new Map<string, () => void>();
+      subscriber.on('message', (channel) => {
+        handlers.get(channel)?.();
+      });
+      return {
+        subscribe: async (channel, onMessage) => {
+          handlers.set(channel, onMessage);
+          await subscriber.subscribe(channel);
+        },
+        unsubscribe: async (channel) => {
+          handlers.delete(channel);
+          await subscriber.unsubscribe(channel);
+        },
+        close: () => quitIoredis(subscriber),
+      };
+    },
+    close: () => (owned ? quitIoredis(client) : Promise.resolve()),
+  };
+}
+
+async function quitIoredis(client: {
+  readonly status?: string;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+}): Promise<void> {
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  await withDeadline(client.quit(), QUIT_TIMEOUT).catch(() => undefined);
+  client.disconnect();
+}
+
+function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
+  return {
+    evalsha: (sha, keys, args) =>
+      client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...args]),
+    eval: (script, keys, args) =>
+      client.sendCommand(['EVAL', script, String(keys.length), ...keys, ...args]),
+    openSubscriber: () => {
+      const subscriber = client.duplicate();
+      // node-redis throws an unhandled 'error' event; failures reach callers through commands.
+      subscriber.on('error', () => undefined);
+      const connecting = subscriber.connect();
+      connecting.catch(() => undefined);
+      return {
+        subscribe: async (channel, onMessage) => {
+          await connecting;
+          await subscriber.subscribe(channel, () => {
+            onMessage();
+          });
+        },
+        unsubscribe: async (channel) => {
+          await connecting;
+          await subscriber.unsubscribe(channel);
+        },
+        close: async () => {
+          const graceful = subscriber.close ?? subscriber.quit;
+          try {
+            if (graceful !== undefined) {
+              await withDeadline(graceful.call(subscriber), QUIT_TIMEOUT);
+            }
+          } catch {
+            // Not connected, or the server is gone: drop the socket below.
+          }
+          try {
+            if (subscriber.destroy !== undefined) subscriber.destroy.call(subscriber);
+            else await subscriber.disconnect?.call(subscriber);
+          } catch {
+            // Already closed.
+          }
+        },
+      };
+    },
+    // The client belongs to the user.
+    close: () => Promise.resolve(),
+  };
+}
+
+function ioredisAddress(options: unknown): string {
+  const { host, port, db, tls, path } = (options ?? {}) as Record<string, unknown>;
+  if (typeof path === 'string') return `redis+unix://${path}`;
+  return formatAddress(tls === undefined ? 'redis' : 'rediss', host, port, db);
+}
+
+function nodeRedisAddress(options: unknown): string {
+  const { url, socket, database } = (options ?? {}) as Record<string, unknown>;
+  if (typeof url === 'string') return redactUrl(url);
+  const { host, port, tls, path } = (socket ?? {}) as Record<string, unknown>;
+  if (typeof path === 'string') return `redis+unix://${path}`;
+  return formatAddress(tls === true ? 'rediss' : 'redis', host, port, database);
+}
+
+function formatAddress(scheme: string, host: unknown, port: unknown, db: unknown): string {
+  const name = typeof host === 'string' && host !== '' ? host : 'localhost';
+  const shown = name.includes(':') ? `[${name}]` : name;
+  const portText = typeof port === 'number' || typeof port === 'string' ? String(port) : '6379';
+  const database = typeof db === 'number' && db !== 0 ? `/${String(db)}` : '';
+  return `${scheme}://${shown}:${portText}${database}`;
+}
+
+/** Rejects when `promise` has not settled after `ms`. */
+export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`no reply within ${String(ms)} ms`));
+    }, ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => {
+    clearTimeout(timer);
+  });
+}

@@ -1,0 +1,276 @@
+/**
+ * The Redis backend: every atomic operation is one Lua script (see
+ * `scripts/`), so acquire, release and an uncontended extend each take one
+ * round trip; waiters are woken by pub/sub. Works over an ioredis client it
+ * creates from a `redis://` / `rediss://` URL, or over an ioredis or
+ * node-redis client passed in (which it never closes).
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import type {
+  AcquireRequest,
+  AcquireResult,
+  Backend,
+  Capabilities,
+  HolderState,
+  LockMode,
+  LockState,
+  ReleaseListener,
+} from '../../backend.js';
+import type { StoreAddress } from '../../config.js';
+import { BackendError } from '../../errors.js';
+import {
+  connectionForClient,
+  createIoredisConnection,
+  describeAddress,
+  withDeadline,
+  type RedisConnection,
+} from './client.js';
+import { lockKeys, markerKey, processKey } from './keys.js';
+import { luaScripts, runScript, type LuaScript } from './scripts.js';
+import { Wakeups } from './wakeups.js';
+
+/** Options of {@link RedisBackend}. */
+export interface RedisBackendOptions {
+  /** A parsed `redis://` / `rediss://` URL (disref creates and closes the client), or a client passed in. */
+  readonly server:
+    Extract<StoreAddress, { scheme: 'redis' | 'rediss' }> | { readonly client: unknown };
+  /** Prefix of every key. */
+  readonly namespace: string;
+  /**
+   * Longest lease any process may hold, in ms: after the store lost its
+   * data, nothing is granted for this long. Every process sharing a
+   * namespace should use the same value.
+   */
+  readonly maxTtl: number;
+  /**
+   * Longest wait for one store operation, in ms, before it fails with
+   * `BackendError` (for clients passed in, whose own timeouts are unknown).
+   * @default 5_000
+   */
+  readonly operationTimeout?: number;
+}
+
+/** Default bound on one operation; clients disref creates time out sooner (3 s). */
+const OPERATION_TIMEOUT = 5_000;
+/** The fence key outlives the lock by this many `maxTtl`s (at least 10 minutes). */
+const FENCE_TTL_FACTOR = 10;
+const MIN_FENCE_TTL = 600_000;
+
+export class RedisBackend implements Backend {
+  readonly name = 'redis';
+  readonly address: string;
+  readonly capabilities: Capabilities = {
+    notify: true,
+    fifo: true,
+    sharedLocks: true,
+    listKeys: true,
+    crossProcess: true,
+  };
+  private readonly namespace: string;
+  private readonly maxTtl: number;
+  private readonly fenceTtl: number;
+  private readonly operationTimeout: number;
+  private readonly connecting: () => Promise<RedisConnection>;
+  private connection: Promise<RedisConnection> | undefined;
+  /** Made with the first subscription, over the connection's subscriber. */
+  private wakeups: Wakeups | undefined;
+  private readonly scripts = luaScripts();
+  /** The namespace epoch this backend saw last ('' before the first reply); see includes/marker.lua. */
+  private epoch = '';
+  private closed = false;
+
+  constructor(options: RedisBackendOptions) {
+    this.namespace = options.namespace;
+    this.maxTtl = options.maxTtl;
+    this.fenceTtl = Math.max(FENCE_TTL_FACTOR * options.maxTtl, MIN_FENCE_TTL);
+    this.operationTimeout = options.operationTimeout ?? OPERATION_TIMEOUT;
+    const { server } = options;
+    if ('client' in server) {
+      const { connection, address } = connectionForClient(server.client, 'options.redis');
+      this.address = address;
+      this.connecting = () => Promise.resolve(connection);
+    } else {
+      this.address = describeAddress(server);
+      this.connecting = () => createIoredisConnection(server);
+    }
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const keys = lockKeys(this.namespace, request.key);
+    const reply = await this.run(
+      this.scripts.acquire,
+      [keys.lock, keys.queue, keys.fence, markerKey(this.namespace)],
+      [
+        request.owner,
+        request.mode,
+        String(request.ttl),
+        request.fair ? '1' : '0',
+        request.wait ? '1' : '0',
+        String(request.waiterTtl),
+        this.epoch,
+        randomUUID(),
+        String(this.maxTtl),
+        String(this.fenceTtl),
+        keys.channel,
+      ],
+      request.key,
+    );
+    const [granted, value, epoch] = this.expectArray(reply, 3, request.key);
+    this.epoch = String(epoch);
+    const number = Number(value);
+    return Number(granted) === 1
+      ? { granted: true, fence: number }
+      : { granted: false, retryAfter: Math.max(1, number) };
+  }
+
+  async extend(key: string, owner: string, ttl: number): Promise<boolean> {
+    const keys = lockKeys(this.namespace, key);
+    const reply = await this.run(this.scripts.extend, [keys.lock], [owner, String(ttl)], key);
+    return Number(reply) === 1;
+  }
+
+  async release(key: string, owner: string): Promise<boolean> {
+    const keys = lockKeys(this.namespace, key);
+    const reply = await this.run(this.scripts.release, [keys.lock], [owner, keys.channel], key);
+    return Number(reply) === 1;
+  }
+
+  async leave(key: string, owner: string): Promise<void> {
+    const keys = lockKeys(this.namespace, key);
+    await this.run(this.scripts.leave, [keys.lock, keys.queue], [owner, keys.channel], key);
+  }
+
+  async onRelease(key: string, listener: ReleaseListener): Promise<() => void> {
+    this.assertOpen(key);
+    const channel = lockKeys(this.namespace, key).channel;
+    const listening = this.connect().then((connection) => {
+      this.wakeups ??= new Wakeups(() => connection.openSubscriber());
+      return this.wakeups.listen(channel, listener);
+    });
+    try {
+      return await withDeadline(listening, this.operationTimeout);
+    } catch (error) {
+      // Gave up waiting for the acknowledgement: drop the subscription if it comes later.
+      listening.then(
+        (stop) => {
+          stop();
+        },
+        () => undefined,
+      );
+      throw this.failure('subscribing to wake-ups failed', error, key);
+    }
+  }
+
+  async inspect(key: string): Promise<LockState | null> {
+    const keys = lockKeys(this.namespace, key);
+    const reply = await this.run(
+      this.scripts.inspect,
+      [keys.lock, keys.queue],
+      [keys.channel],
+      key,
+    );
+    if (reply === null || reply === undefined) return null;
+    const [waiters, ...flat] = this.expectArray(reply, 1, key);
+    const holders: HolderState[] = [];
+    for (let i = 0; i + 3 < flat.length; i += 4) {
+      holders.push({
+        owner: String(flat[i]),
+        mode: String(flat[i + 1]) as LockMode,
+        fence: Number(flat[i + 2]),
+        ttlLeft: Number(flat[i + 3]),
+      });
+    }
+    return { key, holders, waiters: Number(waiters) };
+  }
+
+  async heartbeat(processId: string, ttl: number): Promise<void> {
+    const reply = await this.run(
+      this.scripts.heartbeat,
+      [processKey(this.namespace, processId), markerKey(this.namespace)],
+      [String(ttl), this.epoch, randomUUID(), String(this.maxTtl)],
+      undefined,
+    );
+    this.epoch = String(reply);
+  }
+
+  async removeProcess(processId: string): Promise<void> {
+    await this.run(
+      this.scripts.removeProcess,
+      [processKey(this.namespace, processId)],
+      [],
+      undefined,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      await this.wakeups?.close();
+    } catch {
+      // The subscriber was never connected, or the server is gone.
+    }
+    const connection = await this.connection?.catch(() => undefined);
+    await connection?.close();
+  }
+
+  private connect(): Promise<RedisConnection> {
+    if (this.connection === undefined) {
+      const connecting = this.connecting();
+      // A failed creation is retried by the next operation.
+      connecting.catch(() => {
+        if (this.connection === connecting) this.connection = undefined;
+      });
+      this.connection = connecting;
+    }
+    return this.connection;
+  }
+
+  /** Runs one script, bounded by the operation timeout, with failures as `BackendError`. */
+  private async run(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly string[],
+    key: string | undefined,
+  ): Promise<unknown> {
+    this.assertOpen(key);
+    try {
+      const connection = await this.connect();
+      return await withDeadline(runScript(connection, script, keys, args), this.operationTimeout);
+    } catch (error) {
+      if (error instanceof BackendError) throw error;
+      throw this.failure(`${script.name}.lua failed`, error, key);
+    }
+  }
+
+  private failure(what: string, error: unknown, key: string | undefined): BackendError {
+    const reason = error instanceof Error ? error.message : String(error);
+    return new BackendError(
+      this.address,
+      `${what}: ${reason}. Check that the Redis server is up and reachable from this host.`,
+      { cause: error, ...(key === undefined ? {} : { key }) },
+    );
+  }
+
+  private assertOpen(key: string | undefined): void {
+    if (this.closed) {
+      throw new BackendError(
+        this.address,
+        'this backend is closed; create a new one with connect()',
+        {
+          ...(key === undefined ? {} : { key }),
+        },
+      );
+    }
+  }
+
+  private expectArray(reply: unknown, minLength: number, key: string): unknown[] {
+    if (!Array.isArray(reply) || reply.length < minLength) {
+      throw new BackendError(this.address, `unexpected script reply ${JSON.stringify(reply)}`, {
+        key,
+      });
+    }
+    return reply as unknown[];
+  }
+}

@@ -1,0 +1,135 @@
+--[[ acquire-4.lua: try once to take a lock, with a fresh fence on success;
+when denied and asked to wait, register as a waiter.
+
+KEYS[1]  lock    hash of holders and waiters (layout: includes/lock-state.lua)
+KEYS[2]  queue   sorted set, fair waiters in arrival order
+KEYS[3]  fence   string, the last fence handed out for this key; it outlives
+                 the lock by fenceTtl so fences never go back
+KEYS[4]  marker  the namespace marker hash (includes/marker.lua)
+ARGV[1]  owner token of this acquisition
+ARGV[2]  mode: 'exclusive' | 'shared'
+ARGV[3]  ttl: lease length in ms
+ARGV[4]  fair: '1' respects the queue, '0' may barge
+ARGV[5]  wait: '1' registers a waiter when denied, '0' does not
+ARGV[6]  waiterTtl: ms a waiter registration lives unless renewed
+ARGV[7]  the epoch this process knows ('' for none)
+ARGV[8]  a fresh random epoch, used if the marker must be recreated
+ARGV[9]  maxTtl: longest lease any process may hold, in ms
+ARGV[10] fenceTtl: ms to keep the fence key after a grant
+ARGV[11] wake-up channel of this lock
+
+Returns {1, fence, epoch} when granted (the same fence again when this owner
+already holds the lock, with its lease renewed), or {0, retryAfter, epoch}
+when denied: retryAfter is the ms until the leases in the way end at the
+latest (else until the registrations in the way or the quarantine end), >= 1.
+
+Fences: max(last fence + 1, server ms * 1000), so they keep increasing even
+after the store lost the fence key, as long as fewer than 1000 are handed
+out per ms. Grants to queued readers publish on the channel so the readers
+queued behind them can join.
+]]
+--- @include "includes/time.lua"
+--- @include "includes/marker.lua"
+--- @include "includes/lock-state.lua"
+
+local lock_key, queue_key, fence_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local owner, mode = ARGV[1], ARGV[2]
+local ttl, fair, wait, waiter_ttl = tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5] == '1', tonumber(ARGV[6])
+local channel = ARGV[11]
+local now = now_ms()
+
+local epoch, quarantine = check_marker(marker_key, now, ARGV[7], ARGV[8], tonumber(ARGV[9]))
+if quarantine > now then
+  return { 0, math.ceil(quarantine - now), epoch }
+end
+
+local state = read_lock(lock_key, queue_key, now)
+if state.pruned then
+  redis.call('PUBLISH', channel, 'expired')
+end
+
+local function conflicts(a, b)
+  return a == 'exclusive' or b == 'exclusive'
+end
+
+-- The same acquisition asked twice (a retried call): keep one lease.
+local mine = state.holders[owner]
+if mine then
+  mine.expires = now + ttl
+  redis.call('HSET', lock_key, 'h:' .. owner, mine.mode .. ' ' .. mine.fence .. ' ' .. fmt(mine.expires))
+  save_expiry(state, lock_key, queue_key)
+  return { 1, tonumber(mine.fence), epoch }
+end
+
+local grantable, holders_until, blockers_until = true, 0, 0
+for _, holder in pairs(state.holders) do
+  holders_until = math.max(holders_until, holder.expires)
+  if conflicts(mode, holder.mode) then
+    grantable = false
+  end
+end
+if fair then
+  -- Grant only if nobody ahead in the queue would conflict with us.
+  for _, waiter in ipairs(state.queue) do
+    if waiter == owner then
+      break
+    end
+    local ahead = state.waiting[waiter]
+    if conflicts(mode, ahead.mode) then
+      grantable = false
+      blockers_until = math.max(blockers_until, ahead.expires)
+    end
+  end
+end
+if mode == 'shared' then
+  for writer, expires in pairs(state.pending) do
+    if writer ~= owner then
+      grantable = false
+      blockers_until = math.max(blockers_until, expires)
+    end
+  end
+end
+
+if grantable then
+  local was_queued = state.waiting[owner] ~= nil
+  state.waiting[owner] = nil
+  state.pending[owner] = nil
+  redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
+  redis.call('ZREM', queue_key, owner)
+  local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+  redis.call('SET', fence_key, fmt(fence), 'PX', ARGV[10])
+  state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
+  redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+  save_expiry(state, lock_key, queue_key)
+  if was_queued and mode == 'shared' and #state.queue > 1 then
+    redis.call('PUBLISH', channel, 'granted')
+  end
+  return { 1, fence, epoch }
+end
+
+if wait then
+  local expires = now + waiter_ttl
+  if fair then
+    local queued = state.waiting[owner]
+    if queued then
+      -- Renewed in place: it keeps its turn and the mode it queued with.
+      queued.expires = expires
+      redis.call('HSET', lock_key, 'w:' .. owner, queued.mode .. ' ' .. fmt(expires))
+    else
+      local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
+      redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
+      state.waiting[owner] = { mode = mode, expires = expires }
+      redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires))
+    end
+  elseif mode == 'exclusive' then
+    state.pending[owner] = expires
+    redis.call('HSET', lock_key, 'p:' .. owner, fmt(expires))
+  end
+  save_expiry(state, lock_key, queue_key)
+end
+
+local bound = holders_until
+if bound == 0 then
+  bound = blockers_until
+end
+return { 0, math.max(1, bound - now), epoch }

@@ -1,0 +1,107 @@
+--[[ Fragment: reading and writing one lock's state. Included after
+includes/time.lua by acquire-4.lua, inspect-2.lua.
+
+Layout of a lock (all keys share the hash tag, so one Cluster slot):
+  lock   hash, one field per holder or waiter:
+           'h:' .. owner -> '<mode> <fence> <expiresAt>'  holder
+           'w:' .. owner -> '<mode> <expiresAt>'          fair waiter
+           'p:' .. owner -> '<expiresAt>'                 pending writer (an
+                            unfair exclusive waiter; new readers wait for it)
+         mode is 'exclusive' or 'shared'; times are server ms. The key
+         expires with its last entry.
+  queue  sorted set of fair waiters: owner -> arrival number (FIFO order).
+         Expires with its last waiter.
+
+read_lock(lock_key, queue_key, now) -> state, deleting expired entries:
+  state.holders  owner -> { mode, fence (string), expires }
+  state.waiting  owner -> { mode, expires }   (fair waiters)
+  state.pending  owner -> expires             (pending writers)
+  state.queue    fair waiters' owners in arrival order
+  state.pruned   true when an expired holder or fair waiter was removed
+save_expiry(state, lock_key, queue_key) makes each key live exactly as long
+as its latest entry (call after changing entries and the state tables).
+]]
+local function read_lock(lock_key, queue_key, now)
+  local state = { holders = {}, waiting = {}, pending = {}, queue = {}, pruned = false }
+  local entries = redis.call('HGETALL', lock_key)
+  local dead = {}
+  for i = 1, #entries, 2 do
+    local field, value = entries[i], entries[i + 1]
+    local kind, owner = string.sub(field, 1, 2), string.sub(field, 3)
+    if kind == 'h:' then
+      local mode, fence, expires = string.match(value, '^(%S+) (%S+) (%S+)$')
+      expires = tonumber(expires)
+      if expires > now then
+        state.holders[owner] = { mode = mode, fence = fence, expires = expires }
+      else
+        dead[#dead + 1] = field
+        state.pruned = true
+      end
+    elseif kind == 'w:' then
+      local mode, expires = string.match(value, '^(%S+) (%S+)$')
+      expires = tonumber(expires)
+      if expires > now then
+        state.waiting[owner] = { mode = mode, expires = expires }
+      else
+        dead[#dead + 1] = field
+      end
+    elseif kind == 'p:' then
+      local expires = tonumber(value)
+      if expires > now then
+        state.pending[owner] = expires
+      else
+        dead[#dead + 1] = field
+      end
+    end
+  end
+  if #dead > 0 then
+    redis.call('HDEL', lock_key, unpack(dead))
+  end
+  -- The queue gives the order; the hash says who is still waiting.
+  local gone = {}
+  for _, owner in ipairs(redis.call('ZRANGE', queue_key, 0, -1)) do
+    if state.waiting[owner] then
+      state.queue[#state.queue + 1] = owner
+    else
+      gone[#gone + 1] = owner
+    end
+  end
+  if #gone > 0 then
+    redis.call('ZREM', queue_key, unpack(gone))
+    state.pruned = true
+  end
+  -- A waiter entry the queue lost (cannot happen unless edited by hand) is dropped.
+  if #state.queue ~= 0 or next(state.waiting) ~= nil then
+    local queued = {}
+    for _, owner in ipairs(state.queue) do
+      queued[owner] = true
+    end
+    for owner in pairs(state.waiting) do
+      if not queued[owner] then
+        state.waiting[owner] = nil
+        redis.call('HDEL', lock_key, 'w:' .. owner)
+      end
+    end
+  end
+  return state
+end
+
+local function save_expiry(state, lock_key, queue_key)
+  local latest, latest_waiter = 0, 0
+  for _, holder in pairs(state.holders) do
+    latest = math.max(latest, holder.expires)
+  end
+  for _, waiter in pairs(state.waiting) do
+    latest_waiter = math.max(latest_waiter, waiter.expires)
+  end
+  for _, expires in pairs(state.pending) do
+    latest = math.max(latest, expires)
+  end
+  latest = math.max(latest, latest_waiter)
+  if latest > 0 then
+    redis.call('PEXPIREAT', lock_key, fmt(latest))
+  end
+  if latest_waiter > 0 then
+    redis.call('PEXPIREAT', queue_key, fmt(latest_waiter))
+  end
+end

@@ -1,0 +1,181 @@
+/**
+ * Real store servers for tests: `redis-server` processes on free loopback
+ * ports, without persistence, in a temporary directory, with a readiness
+ * wait, and helpers for outages (stop, restart on the same port, pause with
+ * SIGSTOP). Every server started here is killed when the process exits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Path of `name` on PATH (or in /usr/bin, /usr/local/bin), or undefined. */
+export function findBinary(name: string): string | undefined {
+  const directories = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/bin', '/usr/bin'];
+  for (const directory of directories) {
+    if (directory === '') continue;
+    const path = join(directory, name);
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Why Redis tests cannot run here, or undefined when `redis-server` exists. */
+export function redisUnavailable(): string | undefined {
+  return findBinary('redis-server') === undefined
+    ? 'redis-server not found on PATH: install it (apt-get install redis-server) to test the Redis backend'
+    : undefined;
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => {
+        resolve(port);
+      });
+    });
+  });
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** One `redis-server` process on a fixed loopback port. */
+export class RedisServer {
+  readonly port: number;
+  private readonly directory: string;
+  private child: ChildProcess | undefined;
+  private paused = false;
+
+  private constructor(port: number) {
+    this.port = port;
+    this.directory = mkdtempSync(join(tmpdir(), 'disref-redis-'));
+  }
+
+  /** Starts a server on a free port and waits until it answers PING. */
+  static async start(): Promise<RedisServer> {
+    const server = new RedisServer(await freePort());
+    await server.startProcess();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${String(this.port)}`;
+  }
+
+  /** Stops the server (SIGKILL: no chance to save anything, like a crash). */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child === undefined) return;
+    this.child = undefined;
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
+    child.kill('SIGKILL');
+    this.paused = false;
+    await exited;
+    running.delete(child);
+  }
+
+  /** Starts the server again on the same port, with no data (no persistence). */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.startProcess();
+  }
+
+  /** Freezes the server (SIGSTOP): connections stay open but nothing answers. */
+  pause(): void {
+    if (this.child === undefined || this.paused) return;
+    this.child.kill('SIGSTOP');
+    this.paused = true;
+  }
+
+  /** Resumes a paused server (SIGCONT). */
+  resume(): void {
+    if (this.child === undefined || !this.paused) return;
+    this.child.kill('SIGCONT');
+    this.paused = false;
+  }
+
+  /** Stops the server and removes its directory. */
+  async dispose(): Promise<void> {
+    await this.stop();
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+
+  private async startProcess(): Promise<void> {
+    const binary = findBinary('redis-server');
+    if (binary === undefined) throw new Error(redisUnavailable());
+    const child = spawn(
+      binary,
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.directory,
+        '--loglevel',
+        'warning',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    running.add(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    this.child = child;
+    const deadline = performance.now() + 10_000;
+    while (!(await ping(this.port))) {
+      if (child.exitCode !== null || performance.now() > deadline) {
+        await this.stop();
+        throw new Error(`redis-server on port ${String(this.port)} did not start: ${stderr}`);
+      }
+      await sleep(20);
+    }
+  }
+}
+
+/** Sends PING over a raw socket; true on +PONG. */
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => {
+      done(false);
+    });
+    socket.on('error', () => {
+      done(false);
+    });
+    socket.on('connect', () => {
+      socket.write('PING\r\n');
+    });
+    socket.on('data', (data) => {
+      done(data.toString().startsWith('+PONG'));
+    });
+  });
+}
