@@ -114,3 +114,75 @@ export interface Backend {
   /** Frees connections this backend opened; never a client the user passed in. */
   close(): Promise<void>;
 }
+
+/** A claim on running a resource's completion; only its holder may finish it. */
+export interface CompletionClaim {
+  readonly resource: string;
+  /** Unguessable token of this claim. */
+  readonly token: string;
+  /** 1 for the first run of the completion, then 2, 3... on retries. */
+  readonly attempt: number;
+}
+
+/**
+ * The atomic operations distributed reference counting needs. A process is
+ * live while its heartbeat has not run out; one that ran out is dead for
+ * good (its next heartbeat is refused, and it takes a new identity), so
+ * pruning a dead holder can never be undone by a late heartbeat.
+ */
+export interface ReferenceOperations {
+  /**
+   * Records a heartbeat. `first` registers a new process. Resolves `false`
+   * when a known process had already run out (it was, or may have been,
+   * declared dead): it must take a new identity.
+   */
+  beat(processId: string, ttl: number, first: boolean): Promise<boolean>;
+  /** Registers `processId` as a holder of `resource`; `false` if the process is dead. */
+  addReference(resource: string, processId: string): Promise<boolean>;
+  /**
+   * Removes `processId`'s reference, pruning dead holders. When no live
+   * holder remains, the caller gets the completion claim (for `claimTtl`
+   * ms); otherwise `claim` is null. `removed` is false when the process held
+   * no reference (it was pruned as dead, or never held one).
+   */
+  removeReference(
+    resource: string,
+    processId: string,
+    claimTtl: number,
+  ): Promise<{ removed: boolean; claim: CompletionClaim | null }>;
+  /** Live holders, dead ones pruned. */
+  countReferences(resource: string): Promise<number>;
+  incrementTimesModified(resource: string, by: number): Promise<number>;
+  timesModified(resource: string): Promise<number>;
+  /** Keeps a completion claim alive while its handler runs. */
+  extendClaim(claim: CompletionClaim, ttl: number): Promise<boolean>;
+  /** The completion succeeded: deletes the resource's keys (if the claim still holds). */
+  finishCompletion(claim: CompletionClaim): Promise<boolean>;
+  /** The completion failed: drop the claim so that recovery retries it. */
+  abandonCompletion(claim: CompletionClaim): Promise<void>;
+  /**
+   * Recovery: declares processes whose heartbeat ran out dead, prunes their
+   * references, and queues resources left without live holders for
+   * completion. Returns how many dead processes were handled.
+   */
+  reapDeadProcesses(): Promise<number>;
+  /**
+   * Recovery: claims one resource of one of `kinds` that awaits completion
+   * (its last holder died, or its completer died or failed), or null.
+   */
+  claimPendingCompletion(
+    kinds: readonly string[],
+    claimTtl: number,
+  ): Promise<CompletionClaim | null>;
+}
+
+/** Whether a backend implements reference counting. */
+export function hasReferences(backend: Backend): backend is Backend & ReferenceOperations {
+  return typeof (backend as Partial<ReferenceOperations>).addReference === 'function';
+}
+
+/** The kind of a resource: the text before the first ':' (the whole name without one). */
+export function kindOf(resource: string): string {
+  const colon = resource.indexOf(':');
+  return colon < 0 ? resource : resource.slice(0, colon);
+}

@@ -3,12 +3,14 @@
  * (identity + heartbeat) and the backend, and making every lock kind.
  * @module
  */
-import type { Backend } from './backend.js';
+import { hasReferences, type Backend } from './backend.js';
+import { Completions, type CompletionHandler } from './completion.js';
+import { Reference } from './reference.js';
 import { MemoryBackend } from './backends/memory/memory-backend.js';
 import type { RedisClientLike } from './backends/redis/client.js';
 import { RedisBackend } from './backends/redis/redis-backend.js';
 import { parseStoreUrl, urlFromEnvironment, type StoreAddress } from './config.js';
-import { InvalidArgumentError } from './errors.js';
+import { BackendError, InvalidArgumentError } from './errors.js';
 import {
   ConflictLock,
   validateConflictOptions,
@@ -62,7 +64,11 @@ export interface ConnectOptions {
   maxTtl?: number;
   /** Defaults for every lock made by this instance. */
   defaults?: LockOptions;
-  /** Called when a heartbeat fails (the store is unreachable); defaults to a process warning. */
+  /**
+   * Called with errors of background work: a failed heartbeat (store
+   * unreachable), a completion that failed during recovery. Defaults to a
+   * process warning (`DisrefWarning`).
+   */
   onError?: (error: unknown) => void;
   /**
    * A Redis client to use instead of a URL: an ioredis `Redis` instance or a
@@ -95,18 +101,31 @@ export class Disref implements AsyncDisposable {
   readonly #session: Session;
   readonly #defaults: LockOptions;
   readonly #maxTtl: number;
+  readonly #completions: Completions | undefined;
+  readonly #references = new Map<string, Reference>();
   /** The namespace every key is written under. */
   readonly namespace: string;
 
   /** @internal Use {@link connect}. */
   constructor(
     session: Session,
-    options: { namespace: string; defaults: LockOptions; maxTtl: number },
+    options: {
+      namespace: string;
+      defaults: LockOptions;
+      maxTtl: number;
+      onError: (error: unknown) => void;
+    },
   ) {
     this.#session = session;
     this.namespace = options.namespace;
     this.#defaults = options.defaults;
     this.#maxTtl = options.maxTtl;
+    const backend = session.backend;
+    this.#completions = hasReferences(backend)
+      ? new Completions(session, backend, options.onError)
+      : undefined;
+    // Open references keep this process registered after close(), to be recovered like a crash.
+    session.keepRegisteredOnCloseWhile(() => this.openReferences().length > 0);
   }
 
   /** Random identity of this process in the store. */
@@ -169,11 +188,104 @@ export class Disref implements AsyncDisposable {
   }
 
   /**
-   * Stops the heartbeat, releases every lease still held, and closes
-   * connections this instance opened (never a client passed in).
+   * This process's reference to `resource` (registered in the store as a
+   * holder). One per process and resource: a second call returns the same
+   * reference while it is held.
    */
-  close(): Promise<void> {
-    return this.#session.close();
+  async reference(resource: string): Promise<Reference> {
+    validateKey(resource, 'resource');
+    const completions = this.#referenceSupport();
+    this.#session.assertOpen();
+    const existing = this.#references.get(resource);
+    if (existing?.held === true) return existing;
+    const backend = this.#session.backend;
+    if (!hasReferences(backend)) throw new Error('unreachable: references without support');
+    if (!(await backend.addReference(resource, this.#session.id))) {
+      // The store declared this process dead (a long pause): continue under a new identity.
+      await this.#session.beat();
+      if (!(await backend.addReference(resource, this.#session.id))) {
+        throw new BackendError(backend.address, 'the store refused to register this process', {
+          key: resource,
+        });
+      }
+    }
+    const reference = new Reference(
+      {
+        session: this.#session,
+        backend,
+        completions,
+        lock: (key, options) => this.lock(key, options),
+        forget: (gone) => {
+          if (this.#references.get(gone.resource) === gone) this.#references.delete(gone.resource);
+        },
+      },
+      resource,
+      this.#session.id,
+    );
+    this.#references.set(resource, reference);
+    return reference;
+  }
+
+  /**
+   * Registers the completion for resources of `kind` (the text before the
+   * first `:` of their name): it runs when the last reference is gone, in
+   * the process that dereferenced last, or (after a crash or a failure) in a
+   * live process that has a handler for the kind.
+   */
+  onComplete(kind: string, handler: CompletionHandler): void {
+    validateKey(kind, 'kind');
+    if (kind.includes(':')) {
+      throw new InvalidArgumentError(
+        'kind',
+        'the text before the first ":" of resource names',
+        kind,
+      );
+    }
+    if (typeof handler !== 'function') {
+      throw new InvalidArgumentError('handler', 'a function', handler);
+    }
+    this.#referenceSupport().register(kind, handler);
+  }
+
+  /** Resources this process still holds a reference to. */
+  openReferences(): string[] {
+    return [...this.#references.values()]
+      .filter((reference) => reference.held)
+      .map((reference) => reference.resource);
+  }
+
+  /** Runs one recovery round now (it also runs after every heartbeat). */
+  async recover(): Promise<void> {
+    await this.#referenceSupport().recover();
+  }
+
+  /**
+   * Stops the heartbeat, releases every lease still held, and closes
+   * connections this instance opened (never a client passed in). References
+   * still held are not dereferenced: they are reported (a `DisrefWarning`)
+   * and recovered like a crash once this process's heartbeat runs out.
+   */
+  async close(): Promise<void> {
+    const open = this.#session.closed ? [] : this.openReferences();
+    if (open.length > 0) {
+      process.emitWarning(
+        `disref: closed while holding ${String(open.length)} reference(s) (${open.slice(0, 5).join(', ')}${open.length > 5 ? ', ...' : ''}); ` +
+          'they are recovered once this process counts as dead; dereference them before close() to complete them now',
+        'DisrefWarning',
+      );
+    }
+    await this.#session.close();
+  }
+
+  #referenceSupport(): Completions {
+    if (this.#completions === undefined) {
+      throw new InvalidArgumentError(
+        'reference',
+        `a backend with reference counting; the ${this.#session.backend.name} backend has none yet`,
+        this.#session.backend.name,
+      );
+    }
+    return this.#completions;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -224,7 +336,9 @@ export async function connect(target?: string | ConnectOptions): Promise<Disref>
   const onError =
     options.onError ??
     ((error: unknown) => {
-      process.emitWarning(`disref: heartbeat failed: ${String(error)}`, 'DisrefWarning');
+      const cause =
+        error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+      process.emitWarning(`disref: ${String(error)}${cause}`, 'DisrefWarning');
     });
   const backend =
     address === undefined
@@ -246,7 +360,7 @@ export async function connect(target?: string | ConnectOptions): Promise<Disref>
     await session.close().catch(() => undefined);
     throw error;
   }
-  return new Disref(session, { namespace, defaults, maxTtl });
+  return new Disref(session, { namespace, defaults, maxTtl, onError });
 }
 
 function createBackend(

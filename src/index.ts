@@ -5,6 +5,8 @@
  */
 export { connect, Disref, type ConnectOptions, type ConflictOptions } from './disref.js';
 export type { Lock } from './locks/lock.js';
+export type { Reference } from './reference.js';
+export type { CompletionHandler, CompletionInfo } from './completion.js';
 export { Lease } from './locks/lease.js';
 export type { ReadWriteLock } from './locks/read-write-lock.js';
 export type { ConflictLock, ConflictAttempt, ConflictLockOptions } from './locks/conflict-lock.js';
@@ -35,4 +37,6 @@ export type {
   LockMode,
   LockState,
   HolderState,
+  CompletionClaim,
+  ReferenceOperations,
 } from './backend.js';

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import type { Backend } from './backend.js';
+import { hasReferences, type Backend } from './backend.js';
 import { BackendError } from './errors.js';
 
 /** Something the session releases when it closes (a held lease). */
@@ -28,9 +28,10 @@ export interface SessionOptions {
   readonly onHeartbeatError: (error: unknown) => void;
 }
 
+/** Runs after each heartbeat (recovery); must not throw. */
+export type BeatListener = () => Promise<void>;
+
 export class Session {
-  /** Random identity of this process in the store. */
-  readonly id: string = randomUUID();
   readonly backend: Backend;
   readonly heartbeatInterval: number;
   readonly processTtl: number;
@@ -38,6 +39,10 @@ export class Session {
   private readonly ownsBackend: boolean;
   private readonly onHeartbeatError: (error: unknown) => void;
   private readonly resources = new Set<SessionResource>();
+  private readonly beatListeners = new Set<BeatListener>();
+  private currentId: string = randomUUID();
+  /** Set while open references should keep this process registered after close(). */
+  private keepRegistration: () => boolean = () => false;
   private readonly done = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
@@ -53,6 +58,15 @@ export class Session {
     setMaxListeners(0, this.done.signal);
   }
 
+  /**
+   * Random identity of this process in the store. It changes only if the
+   * store declared this process dead (its heartbeat ran out, e.g. after a
+   * long pause): new work then runs under a new identity.
+   */
+  get id(): string {
+    return this.currentId;
+  }
+
   /** Aborted when the session closes. */
   get signal(): AbortSignal {
     return this.done.signal;
@@ -64,8 +78,33 @@ export class Session {
 
   /** Writes the first heartbeat and keeps beating until `close()`. */
   async start(): Promise<void> {
-    await this.backend.heartbeat(this.id, this.processTtl);
+    await this.beat(true);
     this.scheduleHeartbeat();
+  }
+
+  /** Runs `listener` after every heartbeat (recovery work). */
+  onBeat(listener: BeatListener): void {
+    this.beatListeners.add(listener);
+  }
+
+  /** Close leaves the process registered (to be recovered like a crash) while this says so. */
+  keepRegisteredOnCloseWhile(condition: () => boolean): void {
+    this.keepRegistration = condition;
+  }
+
+  /**
+   * Heartbeats; if the store had already declared this process dead, takes
+   * a new identity. Resolves whether the identity changed.
+   */
+  async beat(first = false): Promise<boolean> {
+    if (!hasReferences(this.backend)) {
+      await this.backend.heartbeat(this.currentId, this.processTtl);
+      return false;
+    }
+    if (await this.backend.beat(this.currentId, this.processTtl, first)) return false;
+    this.currentId = randomUUID();
+    await this.backend.beat(this.currentId, this.processTtl, true);
+    return true;
   }
 
   /** Throws when the session is closed; called before every store operation a user starts. */
@@ -100,26 +139,35 @@ export class Session {
     const held = [...this.resources];
     this.resources.clear();
     await Promise.all(held.map((resource) => resource.releaseOnClose()));
-    try {
-      await this.backend.removeProcess(this.id);
-    } catch {
-      // The store is unreachable: the heartbeat simply runs out.
+    if (!this.keepRegistration()) {
+      try {
+        await this.backend.removeProcess(this.id);
+      } catch {
+        // The store is unreachable: the heartbeat simply runs out.
+      }
     }
     if (this.ownsBackend) await this.backend.close();
+  }
+
+  private async tick(): Promise<void> {
+    try {
+      await this.beat();
+    } catch (error) {
+      this.onHeartbeatError(error);
+      return;
+    }
+    for (const listener of this.beatListeners) {
+      if (this.closed) return;
+      await listener();
+    }
   }
 
   private scheduleHeartbeat(): void {
     if (this.closed) return;
     this.heartbeatTimer = setTimeout(() => {
-      this.backend.heartbeat(this.id, this.processTtl).then(
-        () => {
-          this.scheduleHeartbeat();
-        },
-        (error: unknown) => {
-          this.onHeartbeatError(error);
-          this.scheduleHeartbeat();
-        },
-      );
+      void this.tick().finally(() => {
+        this.scheduleHeartbeat();
+      });
     }, this.heartbeatInterval);
     this.heartbeatTimer.unref();
   }

@@ -4,8 +4,9 @@
  * (as in CI) that is a failure.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { lockConformance } from './conformance/locks.js';
+import { referenceConformance } from './conformance/references.js';
 import { allTargets } from './harness/targets.js';
 
 const requireServers = process.env.DISREF_REQUIRE_SERVERS === '1';
@@ -23,6 +24,17 @@ for (const target of allTargets()) {
     continue;
   }
   describe(`conformance: ${target.name}`, () => {
-    lockConformance(target);
+    before(() => target.setup());
+    after(() => target.teardown());
+    describe('locks', () => {
+      lockConformance(target);
+    });
+    if (target.references === true) {
+      describe('references', () => {
+        referenceConformance(target);
+      });
+    } else {
+      it('references', { todo: `${target.name}: reference counting not implemented yet` });
+    }
   });
 }

@@ -3,7 +3,7 @@
  * checked against one backend target. Every backend runs this same file.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -79,10 +79,8 @@ export function lockConformance(target: BackendTarget): void {
     return disref;
   };
 
-  before(() => target.setup());
   after(async () => {
     await Promise.all(open.map((disref) => disref.close()));
-    await target.teardown();
   });
 
   describe('mutex', () => {

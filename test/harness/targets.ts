@@ -20,6 +20,8 @@ export interface BackendTarget {
   setup(): Promise<void>;
   /** A new `Disref`, as a separate process would have; each test uses its own namespace. */
   connect(options: ConnectOptions & { namespace: string }): Promise<Disref>;
+  /** The backend implements reference counting (the reference suite runs). */
+  readonly references?: boolean;
   /** Makes the store lose every key (restart without persistence, FLUSHALL). */
   loseAllData(disref: Disref): Promise<void>;
   /** Stops servers. */
@@ -28,6 +30,7 @@ export interface BackendTarget {
 
 export const memoryTarget: BackendTarget = {
   name: 'memory',
+  references: true,
   setup: () => Promise.resolve(),
   connect: (options) => connect({ ...options, url: 'memory://conformance' }),
   loseAllData: (disref) => {

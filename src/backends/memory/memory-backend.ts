@@ -9,12 +9,15 @@ import type {
   AcquireResult,
   Backend,
   Capabilities,
+  CompletionClaim,
   LockState,
+  ReferenceOperations,
   ReleaseListener,
 } from '../../backend.js';
+import type { ReferenceSpace } from './memory-references.js';
 import { memoryStore, type MemoryStore } from './memory-store.js';
 
-export class MemoryBackend implements Backend {
+export class MemoryBackend implements Backend, ReferenceOperations {
   readonly name = 'memory';
   readonly address: string;
   readonly capabilities: Capabilities = {
@@ -67,7 +70,64 @@ export class MemoryBackend implements Backend {
 
   removeProcess(processId: string): Promise<void> {
     this.store.removeProcess(`${this.namespace}\0${processId}`);
+    this.references.remove(processId);
     return Promise.resolve();
+  }
+
+  beat(processId: string, ttl: number, first: boolean): Promise<boolean> {
+    return Promise.resolve(this.references.beat(processId, ttl, first));
+  }
+
+  addReference(resource: string, processId: string): Promise<boolean> {
+    return Promise.resolve(this.references.addReference(resource, processId));
+  }
+
+  removeReference(
+    resource: string,
+    processId: string,
+    claimTtl: number,
+  ): Promise<{ removed: boolean; claim: CompletionClaim | null }> {
+    return Promise.resolve(this.references.removeReference(resource, processId, claimTtl));
+  }
+
+  countReferences(resource: string): Promise<number> {
+    return Promise.resolve(this.references.countReferences(resource));
+  }
+
+  incrementTimesModified(resource: string, by: number): Promise<number> {
+    return Promise.resolve(this.references.incrementTimesModified(resource, by));
+  }
+
+  timesModified(resource: string): Promise<number> {
+    return Promise.resolve(this.references.timesModified(resource));
+  }
+
+  extendClaim(claim: CompletionClaim, ttl: number): Promise<boolean> {
+    return Promise.resolve(this.references.extendClaim(claim, ttl));
+  }
+
+  finishCompletion(claim: CompletionClaim): Promise<boolean> {
+    return Promise.resolve(this.references.finishCompletion(claim));
+  }
+
+  abandonCompletion(claim: CompletionClaim): Promise<void> {
+    this.references.abandonCompletion(claim);
+    return Promise.resolve();
+  }
+
+  reapDeadProcesses(): Promise<number> {
+    return Promise.resolve(this.references.reapDeadProcesses());
+  }
+
+  claimPendingCompletion(
+    kinds: readonly string[],
+    claimTtl: number,
+  ): Promise<CompletionClaim | null> {
+    return Promise.resolve(this.references.claimPendingCompletion(kinds, claimTtl));
+  }
+
+  private get references(): ReferenceSpace {
+    return this.store.references(this.namespace);
   }
 
   close(): Promise<void> {

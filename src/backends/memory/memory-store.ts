@@ -12,6 +12,7 @@ import type {
   LockState,
   ReleaseListener,
 } from '../../backend.js';
+import { ReferenceSpace } from './memory-references.js';
 
 interface Holder {
   readonly mode: LockMode;
@@ -43,6 +44,7 @@ export class MemoryStore {
   private readonly fences = new Map<string, number>();
   private readonly listeners = new Map<string, Set<ReleaseListener>>();
   private readonly processes = new Map<string, number>();
+  private readonly referenceSpaces = new Map<string, ReferenceSpace>();
   /** No grants before this monotonic time (after a simulated data loss). */
   private quarantineUntil = 0;
 
@@ -145,6 +147,16 @@ export class MemoryStore {
     this.processes.delete(processId);
   }
 
+  /** The reference counting state of `namespace`. */
+  references(namespace: string): ReferenceSpace {
+    let space = this.referenceSpaces.get(namespace);
+    if (space === undefined) {
+      space = new ReferenceSpace();
+      this.referenceSpaces.set(namespace, space);
+    }
+    return space;
+  }
+
   /**
    * Drops every lock, as a store restarted without persistence would. Like
    * the other backends, the store then refuses grants until every lease that
@@ -162,6 +174,7 @@ export class MemoryStore {
     this.locks.clear();
     this.fences.clear();
     this.processes.clear();
+    this.referenceSpaces.clear();
     for (const key of keys) this.notify(key);
   }
 

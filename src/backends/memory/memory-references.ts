@@ -1,0 +1,192 @@
+/**
+ * Reference counting state of one namespace in the in-memory store: process
+ * liveness, holders per resource, and the completion queue. Every method is
+ * synchronous, so each is atomic.
+ * @module
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { kindOf, type CompletionClaim } from '../../backend.js';
+
+interface ResourceState {
+  readonly holders: Set<string>;
+  timesModified: number;
+  /** Completion runs so far (the next claim gets attempt + 1). */
+  attempts: number;
+  claim: { token: string; expiresAt: number } | undefined;
+  /** No live holder is left: the completion must run (or is running). */
+  completing: boolean;
+}
+
+export class ReferenceSpace {
+  /** Live processes and when their heartbeat runs out (monotonic ms). */
+  private readonly processes = new Map<string, number>();
+  /** Processes declared dead whose references are not pruned yet. */
+  private readonly dead = new Set<string>();
+  private readonly heldBy = new Map<string, Set<string>>();
+  private readonly resources = new Map<string, ResourceState>();
+
+  beat(processId: string, ttl: number, first: boolean): boolean {
+    const now = performance.now();
+    if (!first && !this.isLive(processId, now)) return false;
+    this.processes.set(processId, now + ttl);
+    return true;
+  }
+
+  /** A process that closed cleanly: no longer live (holders it still had are pruned as dead). */
+  remove(processId: string): void {
+    if (this.processes.delete(processId) && this.heldBy.has(processId)) this.dead.add(processId);
+  }
+
+  addReference(resource: string, processId: string): boolean {
+    if (!this.isLive(processId, performance.now())) return false;
+    this.state(resource).holders.add(processId);
+    let held = this.heldBy.get(processId);
+    if (held === undefined) {
+      held = new Set();
+      this.heldBy.set(processId, held);
+    }
+    held.add(resource);
+    return true;
+  }
+
+  removeReference(
+    resource: string,
+    processId: string,
+    claimTtl: number,
+  ): { removed: boolean; claim: CompletionClaim | null } {
+    const state = this.resources.get(resource);
+    const removed = state?.holders.delete(processId) ?? false;
+    this.heldBy.get(processId)?.delete(resource);
+    if (state === undefined || !removed) return { removed, claim: null };
+    const now = performance.now();
+    this.prune(state, now);
+    if (state.holders.size > 0 || (state.claim !== undefined && state.claim.expiresAt > now)) {
+      return { removed, claim: null };
+    }
+    return { removed, claim: this.claim(resource, state, now, claimTtl) };
+  }
+
+  countReferences(resource: string): number {
+    const state = this.resources.get(resource);
+    if (state === undefined) return 0;
+    this.prune(state, performance.now());
+    return state.holders.size;
+  }
+
+  incrementTimesModified(resource: string, by: number): number {
+    const state = this.state(resource);
+    state.timesModified += by;
+    return state.timesModified;
+  }
+
+  timesModified(resource: string): number {
+    return this.resources.get(resource)?.timesModified ?? 0;
+  }
+
+  extendClaim(claim: CompletionClaim, ttl: number): boolean {
+    const state = this.resources.get(claim.resource);
+    if (state?.claim?.token !== claim.token) return false;
+    state.claim.expiresAt = performance.now() + ttl;
+    return true;
+  }
+
+  finishCompletion(claim: CompletionClaim): boolean {
+    const state = this.resources.get(claim.resource);
+    if (state?.claim?.token !== claim.token) return false;
+    if (state.holders.size === 0) {
+      this.resources.delete(claim.resource);
+    } else {
+      // Holders that arrived while the completion ran start a new lifetime.
+      state.timesModified = 0;
+      state.attempts = 0;
+      state.claim = undefined;
+      state.completing = false;
+    }
+    return true;
+  }
+
+  abandonCompletion(claim: CompletionClaim): void {
+    const state = this.resources.get(claim.resource);
+    if (state?.claim?.token === claim.token) state.claim = undefined;
+  }
+
+  reapDeadProcesses(): number {
+    const now = performance.now();
+    for (const [processId, expiresAt] of this.processes) {
+      if (expiresAt <= now) this.declareDead(processId);
+    }
+    let reaped = 0;
+    for (const processId of this.dead) {
+      for (const resource of this.heldBy.get(processId) ?? []) {
+        const state = this.resources.get(resource);
+        if (state !== undefined) this.prune(state, now);
+      }
+      this.heldBy.delete(processId);
+      this.dead.delete(processId);
+      reaped += 1;
+    }
+    return reaped;
+  }
+
+  claimPendingCompletion(kinds: readonly string[], claimTtl: number): CompletionClaim | null {
+    const now = performance.now();
+    for (const [resource, state] of this.resources) {
+      if (!state.completing || !kinds.includes(kindOf(resource))) continue;
+      if (state.claim !== undefined && state.claim.expiresAt > now) continue;
+      this.prune(state, now);
+      if (state.holders.size > 0) continue;
+      return this.claim(resource, state, now, claimTtl);
+    }
+    return null;
+  }
+
+  private claim(
+    resource: string,
+    state: ResourceState,
+    now: number,
+    claimTtl: number,
+  ): CompletionClaim {
+    state.attempts += 1;
+    state.completing = true;
+    const token = randomUUID();
+    state.claim = { token, expiresAt: now + claimTtl };
+    return { resource, token, attempt: state.attempts };
+  }
+
+  private isLive(processId: string, now: number): boolean {
+    const expiresAt = this.processes.get(processId);
+    if (expiresAt === undefined) return false;
+    if (expiresAt > now) return true;
+    this.declareDead(processId);
+    return false;
+  }
+
+  private declareDead(processId: string): void {
+    this.processes.delete(processId);
+    this.dead.add(processId);
+  }
+
+  /** Drops dead holders; a resource left with none awaits its completion. */
+  private prune(state: ResourceState, now: number): void {
+    for (const holder of state.holders) {
+      if (!this.isLive(holder, now)) state.holders.delete(holder);
+    }
+    if (state.holders.size === 0) state.completing = true;
+  }
+
+  private state(resource: string): ResourceState {
+    let state = this.resources.get(resource);
+    if (state === undefined) {
+      state = {
+        holders: new Set(),
+        timesModified: 0,
+        attempts: 0,
+        claim: undefined,
+        completing: false,
+      };
+      this.resources.set(resource, state);
+    }
+    return state;
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * The reference conformance suite: counting, "last one out" completion,
+ * failures and recovery, checked against one backend target with several
+ * `Disref` instances standing for several processes.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  InvalidArgumentError,
+  type CompletionInfo,
+  type ConnectOptions,
+  type Disref,
+} from '../../src/index.js';
+import type { BackendTarget } from '../harness/targets.js';
+
+let namespaceCounter = 0;
+
+/** Fast liveness so crash recovery happens within a test. */
+const FAST = { heartbeatInterval: 50, processTtl: 250 } as const;
+
+/** Waits until `condition` holds, polling; fails after `ms`. */
+async function eventually(
+  condition: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await condition()) return;
+    await sleep(20);
+  }
+  assert.fail(`not within ${String(ms)} ms: ${what}`);
+}
+
+export function referenceConformance(target: BackendTarget): void {
+  const open: Disref[] = [];
+  const instances = async (
+    count: number,
+    options: Partial<ConnectOptions> = {},
+  ): Promise<Disref[]> => {
+    namespaceCounter += 1;
+    const namespace = `r${String(process.pid)}-${String(namespaceCounter)}`;
+    const made = await Promise.all(
+      Array.from({ length: count }, () => target.connect({ ...options, namespace })),
+    );
+    open.push(...made);
+    return made;
+  };
+  const pair = async (options: Partial<ConnectOptions> = {}): Promise<[Disref, Disref]> => {
+    const [a, b] = await instances(2, options);
+    assert.ok(a !== undefined && b !== undefined);
+    return [a, b];
+  };
+
+  after(async () => {
+    await Promise.all(open.map((disref) => disref.close()));
+  });
+
+  describe('references', () => {
+    it('counts live holders, one per process, and times modified', async () => {
+      const [a, b] = await pair();
+      const ra = await a.reference('record:count');
+      assert.equal(await a.reference('record:count'), ra, 'a second reference() returns the same');
+      assert.equal(await ra.count(), 1);
+      const rb = await b.reference('record:count');
+      assert.equal(await ra.count(), 2);
+      assert.equal(await rb.count(), 2);
+      assert.equal(await ra.incrementTimesModified(), 1);
+      assert.equal(await rb.incrementTimesModified(2), 3);
+      assert.equal(await ra.timesModified(), 3);
+      assert.equal(ra.kind, 'record');
+      assert.deepEqual(a.openReferences(), ['record:count']);
+      assert.equal(await ra.dereference(() => undefined), false);
+      assert.equal(await rb.dereference(() => undefined), true);
+    });
+
+    it('runs the completion once, in the last process out, then deletes the keys', async () => {
+      const [a, b] = await pair();
+      const completed: { by: string; resource: string; info: Omit<CompletionInfo, 'signal'> }[] =
+        [];
+      for (const [name, disref] of [
+        ['a', a],
+        ['b', b],
+      ] as const) {
+        disref.onComplete('order', (resource, { attempt, timesModified }) => {
+          completed.push({ by: name, resource, info: { attempt, timesModified } });
+        });
+      }
+      const ra = await a.reference('order:7');
+      const rb = await b.reference('order:7');
+      await ra.incrementTimesModified();
+      await rb.incrementTimesModified();
+      assert.equal(await rb.dereference(), false);
+      assert.deepEqual(completed, []);
+      assert.equal(await ra.dereference(), true);
+      assert.deepEqual(completed, [
+        { by: 'a', resource: 'order:7', info: { attempt: 1, timesModified: 2 } },
+      ]);
+      assert.equal(await ra.dereference(), false, 'a second dereference is a no-op');
+      assert.equal(await ra.count(), 0);
+      assert.equal(await ra.timesModified(), 0, 'keys deleted: a new lifetime starts at zero');
+      await a.recover();
+      await b.recover();
+      assert.equal(completed.length, 1, 'recovery did not run it again');
+    });
+
+    it('prefers the callback passed to dereference over the kind handler', async () => {
+      const [a] = await pair();
+      const calls: string[] = [];
+      a.onComplete('job', () => {
+        calls.push('handler');
+      });
+      const ref = await a.reference('job:1');
+      assert.equal(
+        await ref.dereference((resource) => void calls.push(`callback ${resource}`)),
+        true,
+      );
+      assert.deepEqual(calls, ['callback job:1']);
+    });
+
+    it('gives exactly one true among concurrent dereferences, and one completion', async () => {
+      const disrefs = await instances(6);
+      let completions = 0;
+      const refs = await Promise.all(disrefs.map((disref) => disref.reference('batch:1')));
+      assert.equal(await refs[0]?.count(), 6);
+      const results = await Promise.all(
+        refs.map((ref) =>
+          ref.dereference(async () => {
+            completions += 1;
+            await sleep(5);
+          }),
+        ),
+      );
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal(completions, 1);
+    });
+
+    it('retries a failing completion through recovery, never concurrently, with the attempt number', async () => {
+      const [a, b] = await pair(FAST);
+      const attempts: number[] = [];
+      let running = 0;
+      let overlapped = false;
+      const handler = async (_resource: string, { attempt }: CompletionInfo): Promise<void> => {
+        running += 1;
+        overlapped ||= running > 1;
+        attempts.push(attempt);
+        await sleep(10);
+        running -= 1;
+        if (attempt < 3) throw new Error(`flaky ${String(attempt)}`);
+      };
+      a.onComplete('flaky', handler);
+      b.onComplete('flaky', handler);
+      const ref = await a.reference('flaky:1');
+      await assert.rejects(ref.dereference(), /flaky 1/);
+      await eventually(() => attempts.includes(3), 5_000, 'the completion succeeded on retry');
+      await sleep(200); // more heartbeats: it must not run again
+      assert.deepEqual(attempts, [1, 2, 3]);
+      assert.equal(overlapped, false);
+      assert.equal(await ref.count(), 0);
+    });
+
+    it('recovers the references of a process that stopped heartbeating, and completes on a live one', async () => {
+      const [crashed, survivor] = await pair(FAST);
+      const completed: string[] = [];
+      survivor.onComplete('upload', (resource) => {
+        completed.push(resource);
+      });
+      const lost = await crashed.reference('upload:1');
+      const kept = await survivor.reference('upload:2');
+      await crashed.reference('upload:2');
+      assert.equal(await kept.count(), 2);
+      // close() with open references stops the heartbeat but keeps the registration: like a crash.
+      await crashed.close();
+      assert.equal(lost.held, true);
+      await eventually(() => completed.includes('upload:1'), 5_000, 'the orphan was completed');
+      assert.equal(await kept.count(), 1, 'the dead holder was pruned');
+      assert.equal(await kept.dereference(), true, 'the survivor is now the last');
+      assert.deepEqual(completed.sort(), ['upload:1', 'upload:2']);
+    });
+
+    it('loses nothing when every process but one dies', async () => {
+      const disrefs = await instances(4, FAST);
+      const [survivor, ...doomed] = disrefs;
+      assert.ok(survivor !== undefined);
+      const completed = new Map<string, number>();
+      survivor.onComplete('part', (resource) => {
+        completed.set(resource, (completed.get(resource) ?? 0) + 1);
+      });
+      for (const [i, disref] of doomed.entries()) {
+        await disref.reference(`part:${String(i)}`);
+        await disref.reference('part:shared');
+      }
+      await Promise.all(doomed.map((disref) => disref.close()));
+      await eventually(() => completed.size === 4, 5_000, 'all four resources completed');
+      await sleep(150);
+      assert.deepEqual([...completed.entries()].sort(), [
+        ['part:0', 1],
+        ['part:1', 1],
+        ['part:2', 1],
+        ['part:shared', 1],
+      ]);
+    });
+
+    it('lets a completion whose handler is missing here wait for a process that has one', async () => {
+      const [a, b] = await pair(FAST);
+      const ref = await a.reference('report:1');
+      const warned = new Promise<Error>((resolve) => process.once('warning', resolve));
+      assert.equal(await ref.dereference(), true);
+      assert.match((await warned).message, /no completion handler/);
+      const completed: string[] = [];
+      b.onComplete('report', (resource) => {
+        completed.push(resource);
+      });
+      await eventually(() => completed.length === 1, 5_000, 'b completed it');
+    });
+
+    it('rejects bad resources, kinds and handlers', async () => {
+      const [a] = await pair();
+      await assert.rejects(a.reference(''), InvalidArgumentError);
+      await assert.rejects(a.reference('a\nb'), InvalidArgumentError);
+      assert.throws(() => a.onComplete('a:b', () => undefined), InvalidArgumentError);
+      assert.throws(() => a.onComplete('kind', 'nope' as never), InvalidArgumentError);
+      a.onComplete('kind', () => undefined);
+      assert.throws(() => a.onComplete('kind', () => undefined), InvalidArgumentError);
+      const ref = await a.reference('kind:1');
+      await assert.rejects(ref.incrementTimesModified(0), InvalidArgumentError);
+      await assert.rejects(ref.dereference('x' as never), InvalidArgumentError);
+      assert.equal(await ref.dereference(), true);
+      await assert.rejects(ref.incrementTimesModified(), InvalidArgumentError);
+    });
+  });
+}
