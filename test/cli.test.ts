@@ -20,11 +20,14 @@ describe('disref demo', () => {
   it('completes the record with exactly one database write and a readable trace', () => {
     const { status, stdout } = run('demo');
     assert.equal(status, 0, stdout);
-    assert.equal(stdout.match(/wrote the whole record to the database/g)?.length, 1);
+    assert.equal(stdout.match(/last one out: wrote record:user-42 to the database/g)?.length, 1);
+    assert.equal(stdout.match(/dereferenced: was the last holder/g)?.length, 1);
+    assert.equal(stdout.match(/dereferenced: others still hold it/g)?.length, 1);
+    assert.match(stdout, /holds a reference to record:user-42/);
     assert.equal(stdout.match(/^database: record written by/gm)?.length, 1);
     assert.match(stdout, /email-lookup +holds the lock \(fence \d+\)/);
     assert.match(stdout, /address-check +holds the lock \(fence \d+\)/);
-    assert.match(stdout, /waiting for lock record:user-42/);
+    assert.match(stdout, /2 holder\(s\); waiting for the lock/);
     assert.match(stdout, /"email":"ada@example.com"/);
     assert.match(stdout, /"address":"12 Analytical St, London"/);
     assert.match(stdout, /ok: exactly one write/);

@@ -3,7 +3,9 @@
  * lookup, address verification) each add their part of the same user record,
  * concurrently; the last one to finish writes the whole record to the
  * "database", exactly once. Each service has its own `Disref`, as separate
- * processes would.
+ * processes would, holds a reference to the record while it works, adds its
+ * part under the record's lock, and dereferences; the completion of the last
+ * one out writes the record.
  * @module
  */
 import { performance } from 'node:perf_hooks';
@@ -35,9 +37,7 @@ const SERVICES: readonly Service[] = [
 ];
 
 /** Runs the scenario; `print` receives each trace line as it happens. */
-export async function runDemo(
-  print: (line: string) => void = () => undefined,
-): Promise<DemoResult> {
+export async function runDemo(print: (line: string) => void = () => undefined): Promise<DemoResult> {
   const resource = 'record:user-42';
   const started = performance.now();
   const trace: string[] = [];
@@ -46,45 +46,42 @@ export async function runDemo(
     trace.push(line);
     print(line);
   };
-  // The shared state lives beside the lock; the "database" is where finished records go.
-  const partial: { record: Record<string, string>; pending: number } = {
-    record: { id: 'user-42', name: 'Ada' },
-    pending: SERVICES.length,
-  };
+  // The parts of the record in progress (in a real system: a Redis hash, a row)...
+  const parts: Record<string, string> = { id: 'user-42', name: 'Ada' };
+  // ...and the database that must receive the finished record exactly once.
   const database: { by: string; fence: number; record: Record<string, string> }[] = [];
 
   const run = async (service: Service): Promise<void> => {
     await using disref = await connect({ url: 'memory://demo', namespace: 'demo' });
-    log(service.name, `started as process ${disref.id.slice(0, 8)}`);
+    // The completion: whichever service is last out writes the whole record.
+    disref.onComplete('record', async (done, { attempt, timesModified }) => {
+      await disref.lock(done).using((lease) => {
+        lease.check();
+        database.push({ by: service.name, fence: lease.fence, record: { ...parts } });
+        log(
+          service.name,
+          `last one out: wrote ${done} to the database (fence ${String(lease.fence)}, ${String(timesModified)} modifications, attempt ${String(attempt)})`,
+        );
+      });
+    });
+    const reference = await disref.reference(resource);
+    log(service.name, `started as process ${disref.id.slice(0, 8)}; holds a reference to ${resource}`);
     await sleep(service.workMs);
     const value = service.produce();
-    log(service.name, `has ${service.field}; waiting for lock ${resource}`);
+    log(service.name, `has ${service.field}; ${String(await reference.count())} holder(s); waiting for the lock`);
     const askedAt = performance.now();
-    await disref.lock(resource, { ttl: 5_000 }).using(async (lease) => {
+    await reference.lock({ ttl: 5_000 }).using(async (lease) => {
       const waited = performance.now() - askedAt;
-      log(
-        service.name,
-        `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`,
-      );
-      partial.record[service.field] = value;
-      partial.pending -= 1;
+      log(service.name, `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`);
       // Simulated slow write of the part, so the other service has to wait.
       await sleep(30);
-      if (partial.pending === 0) {
-        lease.check();
-        database.push({ by: service.name, fence: lease.fence, record: { ...partial.record } });
-        log(
-          service.name,
-          `was last: wrote the whole record to the database (fence ${String(lease.fence)})`,
-        );
-      } else {
-        log(
-          service.name,
-          `added ${service.field}; ${String(partial.pending)} part(s) still missing`,
-        );
-      }
+      lease.check();
+      parts[service.field] = value;
+      await reference.incrementTimesModified();
+      log(service.name, `added ${service.field}`);
     });
-    log(service.name, 'released the lock');
+    const wasLast = await reference.dereference();
+    log(service.name, wasLast ? 'dereferenced: was the last holder' : 'dereferenced: others still hold it');
   };
 
   await Promise.all(SERVICES.map((service) => run(service)));
