@@ -10,6 +10,8 @@
  */
 import { kindOf, type Backend, type CompletionClaim, type ReferenceOperations } from './backend.js';
 import { InvalidArgumentError } from './errors.js';
+import { publish } from './events.js';
+import { performance } from 'node:perf_hooks';
 import type { Session } from './session.js';
 
 /** What a completion handler is told. */
@@ -90,16 +92,25 @@ export class Completions {
       timer.unref();
     };
     keepAlive();
+    const event = { resource: claim.resource, attempt: claim.attempt, backend: this.#backend.name };
+    const startedAt = performance.now();
+    publish('completionStarted', () => event);
     try {
       const timesModified = await this.#backend.timesModified(claim.resource);
       await handler(claim.resource, { attempt: claim.attempt, timesModified, signal: lost.signal });
     } catch (error) {
       clearTimeout(timer);
+      publish('completionFailed', () => ({
+        ...event,
+        durationMs: performance.now() - startedAt,
+        error,
+      }));
       await this.#backend.abandonCompletion(claim).catch(() => undefined);
       throw error;
     }
     clearTimeout(timer);
     await this.#backend.finishCompletion(claim);
+    publish('completionFinished', () => ({ ...event, durationMs: performance.now() - startedAt }));
   }
 
   /** One recovery round: prune dead processes, then run pending completions we have handlers for. */

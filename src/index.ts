@@ -40,3 +40,13 @@ export type {
   CompletionClaim,
   ReferenceOperations,
 } from './backend.js';
+export {
+  channels,
+  type LockAcquiredEvent,
+  type LockReleasedEvent,
+  type LockExtendedEvent,
+  type LockLostEvent,
+  type CompletionEvent,
+  type CompletionFinishedEvent,
+  type CompletionFailedEvent,
+} from './events.js';

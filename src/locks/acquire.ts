@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { LockMode } from '../backend.js';
 import { LockTimeoutError } from '../errors.js';
+import { publish } from '../events.js';
 import type { ResolvedLockOptions } from '../options.js';
 import type { Session } from '../session.js';
 import { HeldLock } from './lease.js';
@@ -50,7 +51,8 @@ export async function acquireHeld(
   const notifying = backend.capabilities.notify;
   const pollInterval = notifying ? NOTIFY_SAFETY_NET : options.retryInterval;
   const waiterTtl = WAITER_TTL_FACTOR * Math.max(pollInterval, options.retryInterval) + 1000;
-  const deadline = performance.now() + call.timeout;
+  const calledAt = performance.now();
+  const deadline = calledAt + call.timeout;
 
   const wakeup = new Wakeup();
   let unsubscribe: (() => void) | undefined;
@@ -91,6 +93,12 @@ export async function acquireHeld(
           await held.releaseOnClose();
           signal.throwIfAborted();
         }
+        publish('lockAcquired', () => ({
+          key,
+          fence: held.fence,
+          backend: backend.name,
+          waitedMs: performance.now() - calledAt,
+        }));
         return held;
       }
       registered = wait;

@@ -5,6 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BackendError, LockLostError } from '../errors.js';
+import { publish } from '../events.js';
 import type { Session, SessionResource } from '../session.js';
 import { validateDuration } from '../validate.js';
 
@@ -29,6 +30,7 @@ export class HeldLock implements SessionResource {
   private expiryTimer: NodeJS.Timeout | undefined;
   private extensionTimer: NodeJS.Timeout | undefined;
   private released = false;
+  private readonly acquiredAt: number;
 
   constructor(options: {
     session: Session;
@@ -44,6 +46,7 @@ export class HeldLock implements SessionResource {
     this.owner = options.owner;
     this.fence = options.fence;
     this.ttl = options.ttl;
+    this.acquiredAt = options.attemptStart;
     this.validUntil = options.attemptStart + options.ttl - driftMargin(options.ttl);
     this.armExpiry();
     this.session.track(this);
@@ -86,6 +89,7 @@ export class HeldLock implements SessionResource {
     if (this.lost.signal.aborted) throw this.lost.signal.reason as LockLostError;
     this.validUntil = start + ttl - driftMargin(ttl);
     this.armExpiry();
+    publish('lockExtended', () => ({ ...this.describe(), ttl }));
   }
 
   /** Releases in the store; resolves `false` when the lease was already gone there. */
@@ -95,7 +99,13 @@ export class HeldLock implements SessionResource {
     clearTimeout(this.expiryTimer);
     clearTimeout(this.extensionTimer);
     this.session.untrack(this);
-    return this.session.backend.release(this.key, this.owner);
+    const wasHeld = await this.session.backend.release(this.key, this.owner);
+    publish('lockReleased', () => ({
+      ...this.describe(),
+      heldMs: performance.now() - this.acquiredAt,
+      wasHeld,
+    }));
+    return wasHeld;
   }
 
   async releaseOnClose(): Promise<void> {
@@ -139,6 +149,11 @@ export class HeldLock implements SessionResource {
     clearTimeout(this.expiryTimer);
     clearTimeout(this.extensionTimer);
     this.lost.abort(new LockLostError(this.key, this.fence, reason));
+    publish('lockLost', () => ({ ...this.describe(), reason }));
+  }
+
+  private describe(): { key: string; fence: number; backend: string } {
+    return { key: this.key, fence: this.fence, backend: this.session.backend.name };
   }
 
   private armExpiry(): void {
