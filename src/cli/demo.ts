@@ -37,7 +37,9 @@ const SERVICES: readonly Service[] = [
 ];
 
 /** Runs the scenario; `print` receives each trace line as it happens. */
-export async function runDemo(print: (line: string) => void = () => undefined): Promise<DemoResult> {
+export async function runDemo(
+  print: (line: string) => void = () => undefined,
+): Promise<DemoResult> {
   const resource = 'record:user-42';
   const started = performance.now();
   const trace: string[] = [];
@@ -65,14 +67,23 @@ export async function runDemo(print: (line: string) => void = () => undefined): 
       });
     });
     const reference = await disref.reference(resource);
-    log(service.name, `started as process ${disref.id.slice(0, 8)}; holds a reference to ${resource}`);
+    log(
+      service.name,
+      `started as process ${disref.id.slice(0, 8)}; holds a reference to ${resource}`,
+    );
     await sleep(service.workMs);
     const value = service.produce();
-    log(service.name, `has ${service.field}; ${String(await reference.count())} holder(s); waiting for the lock`);
+    log(
+      service.name,
+      `has ${service.field}; ${String(await reference.count())} holder(s); waiting for the lock`,
+    );
     const askedAt = performance.now();
     await reference.lock({ ttl: 5_000 }).using(async (lease) => {
       const waited = performance.now() - askedAt;
-      log(service.name, `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`);
+      log(
+        service.name,
+        `holds the lock (fence ${String(lease.fence)}) after waiting ${waited.toFixed(0)} ms`,
+      );
       // Simulated slow write of the part, so the other service has to wait.
       await sleep(30);
       lease.check();
@@ -81,7 +92,10 @@ export async function runDemo(print: (line: string) => void = () => undefined): 
       log(service.name, `added ${service.field}`);
     });
     const wasLast = await reference.dereference();
-    log(service.name, wasLast ? 'dereferenced: was the last holder' : 'dereferenced: others still hold it');
+    log(
+      service.name,
+      wasLast ? 'dereferenced: was the last holder' : 'dereferenced: others still hold it',
+    );
   };
 
   await Promise.all(SERVICES.map((service) => run(service)));

@@ -6,24 +6,27 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, styleText } from 'node:util';
 import { runDemo } from './demo.js';
-
-/** Exit codes, documented in `disref --help`. */
-export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+import { EXIT } from './exit-codes.js';
+import { lockCommand } from './lock-command.js';
 
 const HELP = `disref: distributed locks and reference counting
 
 Usage:
-  disref demo          run the seed scenario on the embedded store
-  disref --version     print the version
-  disref --help        print this help
+  disref demo                        run the seed scenario on the embedded store
+  disref lock NAME [options] -- CMD  run CMD while holding the lock NAME
+  disref --version                   print the version
+  disref --help                      print this help
+  disref COMMAND --help              help on one command
 
-Exit codes: 0 success, 1 the command failed, 2 bad usage.
+Environment: DISREF_URL is the store URL when --url is not given.
+Exit codes: 0 success, 1 the command failed, 2 bad usage; see each command's help.
 `;
 
 const DEMO_HELP = `Usage: disref demo
 
-Two services add their parts of one record concurrently under a lock on the
-embedded in-memory store; the last one writes the whole record once.
+Two services hold references to one record on the embedded in-memory store
+and add their parts concurrently under the record's lock; the last one out
+writes the whole record to the database, once.
 `;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -42,6 +45,8 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'demo':
       return demo(rest);
+    case 'lock':
+      return lockCommand(rest);
     default:
       process.stderr.write(
         `disref: unknown command ${JSON.stringify(command)}; see disref --help\n`,
@@ -81,7 +86,9 @@ async function demo(args: readonly string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Exit now: a connection to an unreachable store must not keep the command alive
+    // (stdout and stderr are synchronous for files and pipes on Linux).
+    process.exit(code);
   },
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);

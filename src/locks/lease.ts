@@ -99,6 +99,8 @@ export class HeldLock implements SessionResource {
     clearTimeout(this.expiryTimer);
     clearTimeout(this.extensionTimer);
     this.session.untrack(this);
+    // A lost lease has run out in the store too, or belongs to someone else now.
+    if (this.lost.signal.aborted) return false;
     const wasHeld = await this.session.backend.release(this.key, this.owner);
     publish('lockReleased', () => ({
       ...this.describe(),
