@@ -1,16 +1,28 @@
 /**
  * Lock benchmarks: disref side by side with its peers, in one run.
  *
- *   npm run bench            # full run
- *   npm run bench -- --quick # fewer iterations
+ *   npm run bench                                # full run
+ *   npm run bench -- --quick                     # fewer iterations
+ *   npm run bench -- --svg docs/benchmarks.svg   # also draw the chart
  *
- * In-process (embedded store vs async-mutex): uncontended acquire+release
- * latency, and hand-off throughput with many concurrent tasks on one key.
+ * In process (embedded store vs async-mutex): uncontended acquire+release
+ * latency, and hand-off throughput with many tasks on one key.
+ * On a real redis-server started for the run (disref vs redlock vs
+ * redis-semaphore): uncontended latency from one process, then several OS
+ * processes contending for one hot key, then spread over 1000 keys.
  * Numbers are this machine's; the ratio column is what to compare.
  */
 import { Mutex as AsyncMutex } from 'async-mutex';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createHistogram, performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { Redis } from 'ioredis';
 import { connect } from '../src/index.js';
+import { RedisServer, redisUnavailable } from '../test/harness/servers.js';
+import { markNamespaceFresh } from '../test/harness/targets.js';
+import { barChart } from './chart.js';
+import { label, LIBRARIES, makeLocker, type Library } from './peers.js';
 
 const quick = process.argv.includes('--quick');
 const ITERATIONS = quick ? 2_000 : 20_000;
@@ -135,4 +147,104 @@ function printTable(title: string, rows: readonly Row[]): void {
   }
 }
 
-printTable(`In process (${String(ITERATIONS)} acquisitions each)`, await inProcess());
+const WORKERS = 4;
+const HOT_PER_WORKER = quick ? 50 : 250;
+const SPREAD_PER_WORKER = quick ? 100 : 1000;
+const REDIS_SEQUENTIAL = quick ? 300 : 3000;
+
+/** Runs `workers` worker processes together; total ops/s and latency percentiles in µs. */
+async function processes(
+  library: Library,
+  url: string,
+  mode: 'hot' | 'spread',
+  perWorker: number,
+): Promise<Omit<Row, 'scenario' | 'library'>> {
+  const children = Array.from({ length: WORKERS }, () =>
+    spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/worker.ts', library, url, mode, String(perWorker)],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    ),
+  );
+  const lines = children.map((child) =>
+    createInterface({ input: child.stdout })[Symbol.asyncIterator](),
+  );
+  await Promise.all(lines.map((line) => line.next())); // "ready"
+  const started = performance.now();
+  for (const child of children) child.stdin.write('go\n');
+  const results = await Promise.all(
+    lines.map(
+      async (line) => JSON.parse(String((await line.next()).value)) as { latencies: number[] },
+    ),
+  );
+  const elapsed = performance.now() - started;
+  const histogram = createHistogram();
+  for (const { latencies } of results)
+    for (const ms of latencies) histogram.record(Math.max(1, Math.round(ms * 1000)));
+  return {
+    opsPerSecond: (WORKERS * perWorker) / (elapsed / 1000),
+    p50: histogram.percentile(50),
+    p99: histogram.percentile(99),
+  };
+}
+
+async function onRedis(): Promise<Row[]> {
+  const server = await RedisServer.start();
+  const admin = new Redis(server.port, '127.0.0.1');
+  try {
+    await markNamespaceFresh(admin, 'bench'); // a new server has served no leases: no start-up quarantine
+    const rows: Row[] = [];
+    for (const library of LIBRARIES) {
+      const locker = await makeLocker(library, server.url);
+      let n = 0;
+      const result = await sequential(REDIS_SEQUENTIAL, () =>
+        locker.withLock(`solo-${String(n++ % 50)}`, () => Promise.resolve()),
+      );
+      await locker.close();
+      rows.push({ scenario: 'uncontended, 1 process', library: label(library), ...result });
+    }
+    for (const [mode, perWorker, scenario] of [
+      ['hot', HOT_PER_WORKER, `${String(WORKERS)} processes, one key`],
+      ['spread', SPREAD_PER_WORKER, `${String(WORKERS)} processes, 1000 keys`],
+    ] as const) {
+      for (const library of LIBRARIES) {
+        await admin.flushall();
+        await markNamespaceFresh(admin, 'bench');
+        rows.push({
+          scenario,
+          library: label(library),
+          ...(await processes(library, server.url, mode, perWorker)),
+        });
+      }
+    }
+    return rows;
+  } finally {
+    admin.disconnect();
+    await server.dispose();
+  }
+}
+
+const sections: { title: string; rows: Row[] }[] = [
+  { title: `In process (${String(ITERATIONS)} acquisitions each)`, rows: await inProcess() },
+];
+printTable(sections[0]?.title ?? '', sections[0]?.rows ?? []);
+const unavailable = redisUnavailable();
+if (unavailable === undefined) {
+  const rows = await onRedis();
+  const title = `Redis ${'(redis-server on loopback; peers poll every 50 ms)'}`;
+  sections.push({ title, rows });
+  printTable(title, rows);
+} else {
+  console.log(`\nRedis section skipped: ${unavailable}`);
+}
+const svgAt = process.argv.indexOf('--svg');
+const svgFile = svgAt >= 0 ? process.argv[svgAt + 1] : undefined;
+if (svgFile !== undefined) {
+  writeFileSync(
+    svgFile,
+    barChart('disref and peers: acquire+release throughput (ops/s, higher is better)', sections),
+  );
+  console.log(`\nchart written to ${svgFile}`);
+}

@@ -58,13 +58,6 @@ export async function acquireHeld(
   let unsubscribe: (() => void) | undefined;
   let registered = false;
   try {
-    signal.throwIfAborted();
-    if (wait) {
-      // Even a polling backend wakes waiters at once for releases made in this process.
-      unsubscribe = await backend.onRelease(key, () => {
-        wakeup.wake();
-      });
-    }
     for (;;) {
       signal.throwIfAborted();
       wakeup.reset();
@@ -106,6 +99,15 @@ export async function acquireHeld(
       if (left <= 0) {
         if (!call.throwOnTimeout) return null;
         throw new LockTimeoutError(key, call.timeout);
+      }
+      if (unsubscribe === undefined) {
+        // Subscribe only once denied, so an uncontended acquire is one round trip; then try
+        // again at once, since the release may have come before the subscription was live.
+        // Even a polling backend wakes waiters at once for releases made in this process.
+        unsubscribe = await backend.onRelease(key, () => {
+          wakeup.wake();
+        });
+        continue;
       }
       const pause = notifying ? pollInterval : jitter(pollInterval);
       await wakeup.wait(Math.min(result.retryAfter, pause, left), signal);
