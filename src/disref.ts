@@ -6,6 +6,7 @@
 import { hasReferences, type Backend } from './backend.js';
 import { Completions, type CompletionHandler } from './completion.js';
 import { Reference } from './reference.js';
+import { MemcachedBackend } from './backends/memcached/memcached-backend.js';
 import { MemoryBackend } from './backends/memory/memory-backend.js';
 import type { RedisClientLike } from './backends/redis/client.js';
 import { RedisBackend } from './backends/redis/redis-backend.js';
@@ -373,10 +374,12 @@ function createBackend(
     case 'redis':
     case 'rediss':
       return new RedisBackend({ server: address, namespace, maxTtl });
+    case 'memcached':
+      return new MemcachedBackend({ servers: address.servers, namespace, maxTtl });
     default:
       throw new InvalidArgumentError(
         'url',
-        `a scheme whose backend is available in this version (memory://, redis://, rediss://); the ${address.scheme}:// backend is not built yet`,
+        `a scheme whose backend is available in this version (memory://, redis://, rediss://, memcached://); the ${address.scheme}:// backend is not built yet`,
         `${address.scheme}://…`,
       );
   }

@@ -9,6 +9,7 @@ import type { ConnectOptions, Disref } from '../../src/index.js';
 import { connect } from '../../src/index.js';
 import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import { markerKey } from '../../src/backends/redis/keys.js';
+import { memcachedTarget } from './memcached-target.js';
 import { RedisServer, redisUnavailable } from './servers.js';
 
 export interface BackendTarget {
@@ -114,5 +115,5 @@ export function nodeRedisTarget(): BackendTarget {
 
 /** Every target the conformance suite runs against. */
 export function allTargets(): BackendTarget[] {
-  return [memoryTarget, ioredisTarget(), nodeRedisTarget()];
+  return [memoryTarget, ioredisTarget(), nodeRedisTarget(), memcachedTarget(1), memcachedTarget(3)];
 }

@@ -1,0 +1,42 @@
+/**
+ * Conformance targets over real `memcached` servers started by the harness:
+ * one server, and a pool of three (keys spread by consistent hashing).
+ */
+import { connect } from '../../src/index.js';
+import { MemcachedClient } from '../../src/backends/memcached/client.js';
+import { markNamespaceFresh } from '../../src/backends/memcached/epoch-guard.js';
+import { MemcachedServer, memcachedUnavailable } from './memcached-server.js';
+import type { BackendTarget } from './targets.js';
+
+/** A target over `count` memcached servers. */
+export function memcachedTarget(count: number): BackendTarget {
+  const name = count === 1 ? 'memcached (1 server)' : `memcached (pool of ${String(count)})`;
+  const unavailable = memcachedUnavailable();
+  let servers: MemcachedServer[] = [];
+  let admin: MemcachedClient | undefined;
+  const url = (): string => `memcached://${servers.map((server) => server.hostPort).join(',')}`;
+  return {
+    name,
+    ...(unavailable === undefined ? {} : { unavailable }),
+    setup: async () => {
+      servers = await MemcachedServer.startMany(count);
+      admin = new MemcachedClient({
+        servers: servers.map((server) => ({ host: '127.0.0.1', port: server.port })),
+      });
+    },
+    connect: async (options) => {
+      if (admin === undefined) throw new Error(`${name}: setup() not run`);
+      // These servers just started and granted nothing: skip the start-up
+      // quarantine (src/backends/memcached/epoch-guard.ts tests it on purpose).
+      await markNamespaceFresh(admin, options.namespace);
+      return connect({ ...options, url: url() });
+    },
+    loseAllData: async () => {
+      await admin?.flushAll();
+    },
+    teardown: async () => {
+      admin?.close();
+      await Promise.all(servers.map((server) => server.stop()));
+    },
+  };
+}
