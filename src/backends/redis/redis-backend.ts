@@ -245,10 +245,9 @@ export class RedisBackend implements Backend {
   }
 
   private failure(what: string, error: unknown, key: string | undefined): BackendError {
-    const reason = error instanceof Error ? error.message : String(error);
     return new BackendError(
       this.address,
-      `${what}: ${reason}. Check that the Redis server is up and reachable from this host.`,
+      `${what}: ${describeFailure(error)}; check that the Redis server is up and reachable from this host`,
       { cause: error, ...(key === undefined ? {} : { key }) },
     );
   }
@@ -273,4 +272,13 @@ export class RedisBackend implements Backend {
     }
     return reply as unknown[];
   }
+}
+
+/** A short reason for a client error, in words that make sense without the client's docs. */
+function describeFailure(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.name === 'MaxRetriesPerRequestError') {
+    return 'not connected (a reconnection attempt failed)';
+  }
+  return error.message.replace(/\.$/, '');
 }
