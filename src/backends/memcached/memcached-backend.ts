@@ -272,6 +272,11 @@ export class MemcachedBackend implements Backend {
     );
   }
 
+  /** `memcached://host:port` of the server that holds the lock on `key` (its only home). */
+  serverAddressOf(key: string): string {
+    return this.locate(key).server.address;
+  }
+
   close(): Promise<void> {
     this.client.close();
     return Promise.resolve();

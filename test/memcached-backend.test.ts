@@ -1,0 +1,320 @@
+/**
+ * The memcached backend through `connect()`, against real memcached
+ * processes: outages of the server that owns a key (stopped, frozen), fences
+ * and the data-loss quarantine across a real restart and a flush_all, the
+ * environment variables of the seed, lease time bounds, and in-process
+ * wake-ups.
+ */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  BackendError,
+  connect,
+  InvalidArgumentError,
+  LockLostError,
+  type ConnectOptions,
+  type Disref,
+} from '../src/index.js';
+import { MemcachedClient } from '../src/backends/memcached/client.js';
+import { markNamespaceFresh } from '../src/backends/memcached/epoch-guard.js';
+import { CLOCK_TOLERANCE, MemcachedBackend } from '../src/backends/memcached/memcached-backend.js';
+import { MemcachedServer, memcachedUnavailable } from './harness/memcached-server.js';
+
+const unavailable = memcachedUnavailable();
+const skip = unavailable !== undefined && process.env.DISREF_REQUIRE_SERVERS !== '1';
+if (skip) console.warn(`\n*** SKIPPING the memcached backend tests: ${unavailable ?? ''} ***\n`);
+
+/** Milliseconds `promise` took to settle, and its error if it failed. */
+async function timed(promise: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
+  const start = performance.now();
+  try {
+    await promise;
+    return { ms: performance.now() - start, error: undefined };
+  } catch (error) {
+    return { ms: performance.now() - start, error };
+  }
+}
+
+function backendOf(disref: Disref): MemcachedBackend {
+  assert.ok(disref.backend instanceof MemcachedBackend);
+  return disref.backend;
+}
+
+describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, () => {
+  const open: Disref[] = [];
+  let namespaceCounter = 0;
+  /** Servers, an admin client on them, and a way to connect like a new process. */
+  const cluster = async (
+    count: number,
+  ): Promise<{
+    servers: MemcachedServer[];
+    admin: MemcachedClient;
+    namespace: string;
+    join: (options?: Partial<ConnectOptions>) => Promise<Disref>;
+    dispose: () => Promise<void>;
+  }> => {
+    const servers = await MemcachedServer.startMany(count);
+    const admin = new MemcachedClient({
+      servers: servers.map((server) => ({ host: '127.0.0.1', port: server.port })),
+    });
+    namespaceCounter += 1;
+    const namespace = `mc${String(namespaceCounter)}`;
+    await markNamespaceFresh(admin, namespace);
+    const url = `memcached://${servers.map((server) => server.hostPort).join(',')}`;
+    return {
+      servers,
+      admin,
+      namespace,
+      join: async (options = {}) => {
+        const disref = await connect({ url, namespace, maxTtl: 1_500, ...options });
+        open.push(disref);
+        return disref;
+      },
+      dispose: async () => {
+        admin.close();
+        await Promise.all(servers.map((server) => server.stop()));
+      },
+    };
+  };
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((disref) => disref.close()));
+  });
+
+  it('fails operations on a stopped server with BackendError naming it; other keys work; a restart recovers', async () => {
+    const { servers, join, dispose } = await cluster(3);
+    try {
+      const a = await join();
+      const backend = backendOf(a);
+      const victim = servers[1];
+      assert.ok(victim !== undefined);
+      const keyOn = (address: string): string => {
+        for (let i = 0; ; i++)
+          if (backend.serverAddressOf(`k${String(i)}`) === address) return `k${String(i)}`;
+      };
+      const lost = keyOn(victim.address);
+      const others = servers
+        .filter((server) => server !== victim)
+        .map((server) => keyOn(server.address));
+      const held = await a.lock(lost, { ttl: 1_000 }).acquire();
+      const kept = await Promise.all(others.map((key) => a.lock(key, { ttl: 1_000 }).acquire()));
+
+      await victim.stop();
+      for (const attempt of [
+        a.lock(lost).tryAcquire(),
+        held.extend(),
+        a.lock(lost).acquire({ timeout: 5_000 }),
+        a.backend.inspect(lost),
+      ]) {
+        const { ms, error } = await timed(attempt);
+        assert.ok(error instanceof BackendError, `expected a BackendError, got ${String(error)}`);
+        assert.equal(error.address, victim.address);
+        assert.equal(error.key, lost);
+        assert.match(error.message, new RegExp(`lock ${lost}: store ${victim.address}`));
+        assert.ok(ms < 1_500, `failed after ${ms.toFixed(0)} ms`);
+      }
+      for (const lease of kept) await lease.extend();
+      const b = await join();
+      for (const key of others) assert.equal(await b.lock(key).tryAcquire(), null);
+      await Promise.all(kept.map((lease) => lease.release()));
+
+      await victim.restart();
+      // Reconnects after its backoff; then the restart is quarantined for maxTtl.
+      const started = performance.now();
+      const fresh = await b.lock(lost).acquire({ timeout: 10_000 });
+      assert.ok(fresh.fence > held.fence, 'fences keep growing across a restart');
+      assert.ok(performance.now() - started >= 1_000, 'granted before old leases could have ended');
+      await assert.rejects(held.extend(), LockLostError);
+      await fresh.release();
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('fails within the request timeout when the server that owns a key is frozen', async () => {
+    const { servers, join, dispose } = await cluster(1);
+    const [server] = servers;
+    assert.ok(server !== undefined);
+    try {
+      const a = await join();
+      const lease = await a.lock('frozen').acquire();
+      server.pause();
+      const { ms, error } = await timed(a.lock('frozen').tryAcquire());
+      assert.ok(error instanceof BackendError && error.address === server.address);
+      assert.match(error.message, /no reply within/);
+      assert.ok(ms < 3_000, `failed after ${ms.toFixed(0)} ms (request timeout 2 s)`);
+      server.resume();
+      await lease.extend();
+      await lease.release();
+    } finally {
+      server.resume();
+      await dispose();
+    }
+  });
+
+  it('quarantines a restarted server for a process that never saw it, and keeps fences increasing', async () => {
+    const { servers, join, dispose } = await cluster(1);
+    const [server] = servers;
+    assert.ok(server !== undefined);
+    try {
+      const a = await join();
+      const before = await a.lock('restart').acquire();
+      await before.release();
+      await server.restart();
+      // A new process: it cannot know what the old server granted, only that it is young.
+      const c = await join();
+      assert.equal(
+        await c.lock('restart').tryAcquire(),
+        null,
+        'granted on a server younger than maxTtl',
+      );
+      const after = await c.lock('restart').acquire({ timeout: 10_000 });
+      assert.ok(
+        after.fence > before.fence,
+        `fence ${String(after.fence)} after ${String(before.fence)}`,
+      );
+      await after.release();
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('quarantines after a flush_all even for a process that never saw the old data', async () => {
+    const { admin, join, dispose } = await cluster(1);
+    try {
+      const a = await join();
+      const old = await a.lock('flushed', { ttl: 1_500 }).acquire();
+      await admin.flushAll();
+      const lostAt = performance.now();
+      const c = await join();
+      assert.equal(await c.lock('flushed').tryAcquire(), null, 'granted right after a flush');
+      await assert.rejects(old.extend(), LockLostError, 'the old holder learns at its next extend');
+      const next = await c.lock('flushed').acquire({ timeout: 10_000 });
+      assert.ok(
+        performance.now() - lostAt >= 1_400,
+        'granted before the old lease could have ended',
+      );
+      assert.ok(next.fence > old.fence);
+      await next.release();
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('never cuts a lease short, and frees an abandoned one within ttl + CLOCK_TOLERANCE', async () => {
+    const { join, dispose } = await cluster(1);
+    try {
+      const [a, b] = [await join(), await join()];
+      const started = performance.now();
+      await a.lock('abandoned', { ttl: 300 }).acquire(); // neither extended nor released
+      let taken: number | undefined;
+      while (taken === undefined) {
+        const lease = await b.lock('abandoned').tryAcquire();
+        if (lease === null) {
+          await sleep(25);
+          continue;
+        }
+        taken = performance.now() - started;
+        await lease.release();
+      }
+      assert.ok(taken >= 300, `taken over after ${taken.toFixed(0)} ms`);
+      assert.ok(taken <= 300 + CLOCK_TOLERANCE + 300, `taken over after ${taken.toFixed(0)} ms`);
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('wakes a waiter in the same process at once on release, despite a slow poll', async () => {
+    const { join, dispose } = await cluster(1);
+    try {
+      const [a, b] = [await join(), await join()];
+      const lease = await a.lock('local').acquire();
+      const waiting = b.lock('local', { retryInterval: 10_000 }).acquire({ timeout: 20_000 });
+      await sleep(100);
+      const releasedAt = performance.now();
+      await lease.release();
+      const next = await waiting;
+      const latency = performance.now() - releasedAt;
+      assert.ok(latency < 500, `woken ${latency.toFixed(0)} ms after the release`);
+      await next.release();
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('counts a writer waiting behind readers, and refuses fair queues naming the backend', async () => {
+    const { join, dispose } = await cluster(1);
+    try {
+      const [a, b] = [await join(), await join()];
+      const reader = await a.rwlock('rw').read().acquire();
+      const writing = b.rwlock('rw').write().acquire({ timeout: 5_000 });
+      await sleep(100);
+      const state = await a.backend.inspect('rw');
+      assert.equal(state?.waiters, 1);
+      assert.deepEqual(
+        state.holders.map((holder) => holder.mode),
+        ['shared'],
+      );
+      await reader.release();
+      const writer = await writing;
+      assert.deepEqual(
+        (await a.backend.inspect('rw'))?.holders.map((holder) => holder.mode),
+        ['exclusive'],
+      );
+      await writer.release();
+      assert.throws(
+        () => a.lock('fair', { fair: true }),
+        (error: unknown) =>
+          error instanceof InvalidArgumentError && /memcached/.test(error.message),
+      );
+      await assert.rejects(
+        a.backend.acquire({
+          key: 'fair',
+          owner: 'o',
+          mode: 'exclusive',
+          ttl: 1_000,
+          fair: true,
+          wait: false,
+          waiterTtl: 1_000,
+        }),
+        InvalidArgumentError,
+      );
+    } finally {
+      await dispose();
+    }
+  });
+
+  describe('servers from the environment, as the seed read them', () => {
+    let server: MemcachedServer;
+    const saved = { ...process.env };
+    before(async () => {
+      server = await MemcachedServer.start();
+      delete process.env.DISREF_URL;
+    });
+    after(async () => {
+      for (const name of ['DISREF_URL', 'DISREF_MEMCACHED_SERVERS', 'MEMCACHEDLOCK_SERVERS']) {
+        if (saved[name] === undefined) delete process.env[name];
+        else process.env[name] = saved[name];
+      }
+      await server.stop();
+    });
+
+    for (const variable of ['DISREF_MEMCACHED_SERVERS', 'MEMCACHEDLOCK_SERVERS']) {
+      it(`connect() with no URL uses ${variable}`, async () => {
+        delete process.env.DISREF_MEMCACHED_SERVERS;
+        delete process.env.MEMCACHEDLOCK_SERVERS;
+        process.env[variable] = server.hostPort;
+        const admin = new MemcachedClient({ servers: [{ host: '127.0.0.1', port: server.port }] });
+        await markNamespaceFresh(admin, variable);
+        admin.close();
+        const disref = await connect({ namespace: variable });
+        open.push(disref);
+        assert.equal(disref.backend.name, 'memcached');
+        assert.equal(disref.backend.address, server.address);
+        const lease = await disref.lock('env').acquire({ timeout: 2_000 });
+        await lease.release();
+      });
+    }
+  });
+});
