@@ -161,6 +161,7 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     assert.equal(error.address, `redis://127.0.0.1:${String(port)}`);
     assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${String(port)}`));
     assert.doesNotMatch(`${error.message} ${error.address} ${error.stack ?? ''}`, /s3cr3t-pw/);
+    assert.match(error.message, /ECONNREFUSED/, 'says why');
     assert.ok(ms < 8_000, `took ${ms.toFixed(0)} ms`);
   });
 

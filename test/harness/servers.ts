@@ -4,12 +4,13 @@
  * wait, and helpers for outages (stop, restart on the same port, pause with
  * SIGSTOP). Every server started here is killed when the process exits.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connect as tlsConnect } from 'node:tls';
 
 /** Path of `name` on PATH (or in /usr/bin, /usr/local/bin), or undefined. */
 export function findBinary(name: string): string | undefined {
@@ -55,27 +56,90 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** PEM files for a TLS test server: a throw-away CA and a certificate for 127.0.0.1 / localhost. */
+export interface TlsFiles {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Makes a CA and a server certificate with openssl in `directory`; undefined without openssl. */
+export function makeTlsFiles(directory: string): TlsFiles | undefined {
+  const openssl = findBinary('openssl');
+  if (openssl === undefined) return undefined;
+  const file = (name: string): string => join(directory, name);
+  const run = (...args: string[]): void => {
+    execFileSync(openssl, args, { stdio: 'ignore' });
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run(
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    file('ca.key'),
+    '-out',
+    file('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=disref test CA',
+  );
+  run(
+    'req',
+    ...ec,
+    '-keyout',
+    file('server.key'),
+    '-out',
+    file('server.csr'),
+    '-subj',
+    '/CN=localhost',
+  );
+  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run(
+    'x509',
+    '-req',
+    '-in',
+    file('server.csr'),
+    '-CA',
+    file('ca.pem'),
+    '-CAkey',
+    file('ca.key'),
+    '-CAcreateserial',
+    '-out',
+    file('server.pem'),
+    '-days',
+    '2',
+    '-extfile',
+    file('server.ext'),
+  );
+  return { ca: file('ca.pem'), cert: file('server.pem'), key: file('server.key') };
+}
+
 /** One `redis-server` process on a fixed loopback port. */
 export class RedisServer {
   readonly port: number;
+  /** Set when the server speaks TLS only (its port is then a `--tls-port`). */
+  readonly tls: TlsFiles | undefined;
   private readonly directory: string;
   private child: ChildProcess | undefined;
   private paused = false;
 
-  private constructor(port: number) {
+  private constructor(port: number, tls: TlsFiles | undefined) {
     this.port = port;
+    this.tls = tls;
     this.directory = mkdtempSync(join(tmpdir(), 'disref-redis-'));
   }
 
-  /** Starts a server on a free port and waits until it answers PING. */
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+  /** Starts a server on a free port (TLS only when `tls` is given) and waits until it answers PING. */
+  static async start(options: { tls?: TlsFiles } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), options.tls);
     await server.startProcess();
     return server;
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${String(this.port)}`;
+    return `${this.tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${String(this.port)}`;
   }
 
   /** Stops the server (SIGKILL: no chance to save anything, like a crash). */
@@ -122,21 +186,20 @@ export class RedisServer {
   private async startProcess(): Promise<void> {
     const binary = findBinary('redis-server');
     if (binary === undefined) throw new Error(redisUnavailable());
+    const listen =
+      this.tls === undefined
+        ? ['--port', String(this.port)]
+        : [
+            ...['--port', '0', '--tls-port', String(this.port), '--tls-auth-clients', 'no'],
+            ...['--tls-cert-file', this.tls.cert, '--tls-key-file', this.tls.key],
+            ...['--tls-ca-cert-file', this.tls.ca],
+          ];
     const child = spawn(
       binary,
       [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        this.directory,
-        '--loglevel',
-        'warning',
+        ...listen,
+        ...['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+        ...['--dir', this.directory, '--loglevel', 'warning'],
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -147,7 +210,7 @@ export class RedisServer {
     });
     this.child = child;
     const deadline = performance.now() + 10_000;
-    while (!(await ping(this.port))) {
+    while (!(await ping(this.port, this.tls))) {
       if (child.exitCode !== null || performance.now() > deadline) {
         await this.stop();
         throw new Error(`redis-server on port ${String(this.port)} did not start: ${stderr}`);
@@ -157,10 +220,13 @@ export class RedisServer {
   }
 }
 
-/** Sends PING over a raw socket; true on +PONG. */
-function ping(port: number): Promise<boolean> {
+/** Sends PING over a raw (or TLS) socket; true on +PONG. */
+function ping(port: number, tls: TlsFiles | undefined): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
+    const socket: Socket =
+      tls === undefined
+        ? createConnection({ host: '127.0.0.1', port })
+        : tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(tls.ca) });
     const done = (ok: boolean): void => {
       socket.destroy();
       resolve(ok);
@@ -171,7 +237,7 @@ function ping(port: number): Promise<boolean> {
     socket.on('error', () => {
       done(false);
     });
-    socket.on('connect', () => {
+    socket.on(tls === undefined ? 'connect' : 'secureConnect', () => {
       socket.write('PING\r\n');
     });
     socket.on('data', (data) => {

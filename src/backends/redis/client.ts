@@ -24,6 +24,8 @@ export interface RedisConnection {
   openSubscriber(): RedisSubscriber;
   /** Closes the connection if disref opened it; a client passed in is left alone. */
   close(): Promise<void>;
+  /** Why the last connection attempt failed, for clients disref created (it listens for errors). */
+  lastConnectionError(): Error | undefined;
 }
 
 /** A connection in subscriber mode. */
@@ -137,8 +139,15 @@ export async function createIoredisConnection(address: RedisUrlAddress): Promise
   };
   const client = new Redis(options);
   // Failures reach callers through their commands; without a listener ioredis logs each one.
-  client.on('error', () => undefined);
-  return ioredisConnection(client, { owned: true });
+  // The last one is kept: a command that gave up says only that it was not connected.
+  let lastError: Error | undefined;
+  client.on('error', (error: Error) => {
+    lastError = error;
+  });
+  client.on('ready', () => {
+    lastError = undefined;
+  });
+  return { ...ioredisConnection(client, { owned: true }), lastConnectionError: () => lastError };
 }
 
 /**
@@ -212,6 +221,7 @@ function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean })
       };
     },
     close: () => (owned ? quitIoredis(client) : Promise.resolve()),
+    lastConnectionError: () => undefined,
   };
 }
 
@@ -271,6 +281,7 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
     },
     // The client belongs to the user.
     close: () => Promise.resolve(),
+    lastConnectionError: () => undefined,
   };
 }
 

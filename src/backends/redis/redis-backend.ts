@@ -73,6 +73,8 @@ export class RedisBackend implements Backend {
   private readonly operationTimeout: number;
   private readonly connecting: () => Promise<RedisConnection>;
   private connection: Promise<RedisConnection> | undefined;
+  /** The connection once made, for error messages. */
+  private connected: RedisConnection | undefined;
   /** Made with the first subscription, over the connection's subscriber. */
   private wakeups: Wakeups | undefined;
   private readonly scripts = luaScripts();
@@ -217,7 +219,10 @@ export class RedisBackend implements Backend {
 
   private connect(): Promise<RedisConnection> {
     if (this.connection === undefined) {
-      const connecting = this.connecting();
+      const connecting = this.connecting().then((connection) => {
+        this.connected = connection;
+        return connection;
+      });
       // A failed creation is retried by the next operation.
       connecting.catch(() => {
         if (this.connection === connecting) this.connection = undefined;
@@ -247,7 +252,7 @@ export class RedisBackend implements Backend {
   private failure(what: string, error: unknown, key: string | undefined): BackendError {
     return new BackendError(
       this.address,
-      `${what}: ${describeFailure(error)}; check that the Redis server is up and reachable from this host`,
+      `${what}: ${describeFailure(error, this.connected?.lastConnectionError())}; check that the Redis server is up and reachable from this host`,
       { cause: error, ...(key === undefined ? {} : { key }) },
     );
   }
@@ -275,10 +280,12 @@ export class RedisBackend implements Backend {
 }
 
 /** A short reason for a client error, in words that make sense without the client's docs. */
-function describeFailure(error: unknown): string {
+function describeFailure(error: unknown, connectionError: Error | undefined): string {
   if (!(error instanceof Error)) return String(error);
   if (error.name === 'MaxRetriesPerRequestError') {
-    return 'not connected (a reconnection attempt failed)';
+    return connectionError === undefined
+      ? 'not connected (a reconnection attempt failed)'
+      : `not connected (${connectionError.message})`;
   }
   return error.message.replace(/\.$/, '');
 }
