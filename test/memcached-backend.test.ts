@@ -6,6 +6,7 @@
  * wake-ups.
  */
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -283,6 +284,85 @@ describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, ()
     } finally {
       await dispose();
     }
+  });
+
+  it('keeps heartbeats as expiring items and deletes them on close', async () => {
+    const { admin, namespace, join, dispose } = await cluster(2);
+    try {
+      const a = await join({ heartbeatInterval: 1_000, processTtl: 4_000 });
+      const item = `${namespace}:p:${a.id}`;
+      const server = admin.servers.find(
+        (candidate) => candidate.id === admin.serverFor(`p:${a.id}`).id,
+      );
+      assert.ok(server !== undefined);
+      const [beat] = await admin.meta(server, [{ command: 'mg', key: item, flags: ['t'] }]);
+      assert.equal(beat.status, 'HD');
+      const left = Number(beat.flags.get('t'));
+      assert.ok(left >= 3 && left <= 6, `heartbeat item expires in ${String(left)} s`);
+      await a.close();
+      const [gone] = await admin.meta(server, [{ command: 'mg', key: item, flags: ['t'] }]);
+      assert.equal(gone.status, 'EN');
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('refuses an item that is not a lock record with a BackendError naming the key', async () => {
+    const { admin, namespace, join, dispose } = await cluster(1);
+    try {
+      const a = await join();
+      const [server] = admin.servers;
+      assert.ok(server !== undefined);
+      await admin.meta(server, [
+        { command: 'ms', key: `${namespace}:l:foreign`, value: 'not json', flags: ['T60'] },
+      ]);
+      await assert.rejects(
+        a.lock('foreign').tryAcquire(),
+        (error: unknown) =>
+          error instanceof BackendError &&
+          error.key === 'foreign' &&
+          /not a disref lock record/.test(error.message),
+      );
+    } finally {
+      await dispose();
+    }
+  });
+
+  it('leaves no sockets or timers behind after close()', async () => {
+    const { join, dispose } = await cluster(2);
+    const live = new Map<number, string>();
+    const hook = createHook({
+      init(id, type) {
+        if (type === 'Timeout' || type === 'TCPWRAP') live.set(id, type);
+      },
+      destroy(id) {
+        live.delete(id);
+      },
+    });
+    hook.enable();
+    try {
+      const [a, b] = [await join({ heartbeatInterval: 20 }), await join()];
+      await a.lock('k', { ttl: 90 }).using(() => sleep(100)); // extended at least twice
+      const held = await a.lock('k').acquire();
+      const waiting = b
+        .lock('k')
+        .acquire()
+        .catch((error: unknown) => error); // still polling at close
+      await b
+        .rwlock('rw')
+        .read()
+        .using(() => sleep(5));
+      await sleep(50);
+      void held;
+      await Promise.all(open.splice(0).map((disref) => disref.close()));
+      assert.match(String(await waiting), /closed/);
+      await sleep(10);
+      await new Promise(setImmediate);
+    } finally {
+      hook.disable();
+      await dispose();
+    }
+    assert.deepEqual([...live.values()], [], 'resources still alive after close()');
   });
 
   describe('servers from the environment, as the seed read them', () => {

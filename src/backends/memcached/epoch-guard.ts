@@ -33,10 +33,10 @@ import { MemcachedServerError } from './connection.js';
 import { namespaceItem } from './keys.js';
 import { exptimeFor, type MetaRequest, type MetaResponse } from './protocol.js';
 
-/** Whether grants may go ahead on a server. */
-export type Gate = { readonly open: true } | { readonly open: false; readonly retryAfter: number };
-
-const OPEN: Gate = { open: true };
+/** Whether grants may go ahead on a server, and under which epoch. */
+export type Gate =
+  | { readonly open: true; readonly epoch: string }
+  | { readonly open: false; readonly retryAfter: number };
 /**
  * `stats` uptime starts at 2 s and ticks once a second: the real uptime is
  * at least `uptime - 2` s. One more second of margin for other versions.
@@ -71,8 +71,10 @@ export class EpochGuard {
    */
   async admit(server: ServerPool, marker: MetaResponse, quarantine: MetaResponse): Promise<Gate> {
     if (marker.status === 'EN') {
-      const wait = await this.recover(server);
-      return wait > 0 ? { open: false, retryAfter: wait } : OPEN;
+      const { wait, epoch } = await this.recover(server);
+      if (wait > 0) return { open: false, retryAfter: wait };
+      // The marker vanished again at once: try again shortly.
+      return epoch === undefined ? { open: false, retryAfter: 1 } : { open: true, epoch };
     }
     const epoch = this.epochOf(server, marker);
     const known = this.seen.get(server.id);
@@ -87,13 +89,22 @@ export class EpochGuard {
       // `t` is whole seconds left, rounded down: wait at most one more.
       return { open: false, retryAfter: left > 0 ? (left + 1) * 1000 : 1000 };
     }
-    return OPEN;
+    return { open: true, epoch };
   }
 
-  /** After a grant was written: were the marker and quarantine as before it? */
-  confirms(server: ServerPool, marker: MetaResponse, quarantine: MetaResponse): boolean {
+  /**
+   * After a grant was written: does the marker still hold the epoch the
+   * grant was admitted under, with no quarantine? (Else the data may have
+   * been lost around the write.)
+   */
+  confirms(
+    server: ServerPool,
+    epoch: string,
+    marker: MetaResponse,
+    quarantine: MetaResponse,
+  ): boolean {
     if (marker.status !== 'VA' || quarantine.status !== 'EN') return false;
-    return this.epochOf(server, marker) === this.seen.get(server.id);
+    return this.epochOf(server, marker) === epoch;
   }
 
   /**
@@ -116,8 +127,12 @@ export class EpochGuard {
     );
   }
 
-  /** Recreates the marker after setting the quarantine; resolves the quarantine in ms (0: none). */
-  private async recover(server: ServerPool): Promise<number> {
+  /**
+   * Recreates the marker after setting the quarantine. Resolves the
+   * quarantine in ms (0: none) and the epoch now in the marker (undefined
+   * if it vanished again).
+   */
+  private async recover(server: ServerPool): Promise<{ wait: number; epoch: string | undefined }> {
     const wait = this.seen.has(server.id)
       ? this.maxTtl
       : await this.quarantineAfterUnseenLoss(server);
@@ -129,13 +144,14 @@ export class EpochGuard {
     ]);
     if (added.status === 'HD') {
       this.seen.set(server.id, epoch);
-    } else {
-      // Another process recreated it first (and set its own quarantine first).
-      const [current] = await this.client.meta(server, [this.probes[0]]);
-      if (current.status === 'VA') this.seen.set(server.id, this.epochOf(server, current));
-      else this.seen.delete(server.id);
+      return { wait, epoch };
     }
-    return wait;
+    // Another process recreated it first (and set its own quarantine first).
+    const [current] = await this.client.meta(server, [this.probes[0]]);
+    if (current.status !== 'VA') return { wait, epoch: undefined };
+    const theirs = this.epochOf(server, current);
+    this.seen.set(server.id, theirs);
+    return { wait, epoch: theirs };
   }
 
   /** The quarantine for a marker found missing by a process that never saw it. */

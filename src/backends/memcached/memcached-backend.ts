@@ -193,7 +193,7 @@ export class MemcachedBackend implements Backend {
           ...this.guard.probes,
         ]);
         if (written.status !== 'HD') continue;
-        if (!this.guard.confirms(lock.server, markerAfter, quarantineAfter)) {
+        if (!this.guard.confirms(lock.server, gate.epoch, markerAfter, quarantineAfter)) {
           // The server may have lost its data around the write: take the grant back.
           await this.releaseOwner(lock, request.owner);
           return { granted: false, retryAfter: 1 };
