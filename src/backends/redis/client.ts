@@ -248,17 +248,27 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
       const subscriber = client.duplicate();
       // node-redis throws an unhandled 'error' event; failures reach callers through commands.
       subscriber.on('error', () => undefined);
-      const connecting = subscriber.connect();
-      connecting.catch(() => undefined);
+      // Connected on first use; a failed attempt (a client without reconnection) is retried then.
+      let connecting: Promise<unknown> | undefined;
+      const ready = (): Promise<unknown> => {
+        if (connecting === undefined) {
+          const attempt = subscriber.connect();
+          connecting = attempt;
+          attempt.catch(() => {
+            if (connecting === attempt) connecting = undefined;
+          });
+        }
+        return connecting;
+      };
       return {
         subscribe: async (channel, onMessage) => {
-          await connecting;
+          await ready();
           await subscriber.subscribe(channel, () => {
             onMessage();
           });
         },
         unsubscribe: async (channel) => {
-          await connecting;
+          await ready();
           await subscriber.unsubscribe(channel);
         },
         close: async () => {
