@@ -21,7 +21,7 @@ import { Redis } from 'ioredis';
 import { connect } from '../src/index.js';
 import { RedisServer, redisUnavailable } from '../test/harness/servers.js';
 import { markNamespaceFresh } from '../test/harness/targets.js';
-import { barChart } from './chart.js';
+import { barChart } from '../src/cli/chart.js';
 import { label, LIBRARIES, makeLocker, type Library } from './peers.js';
 
 const quick = process.argv.includes('--quick');

@@ -40,6 +40,22 @@ describe('disref demo', () => {
   });
 });
 
+describe('disref bench', () => {
+  it('measures the embedded store and prints a table', () => {
+    const { status, stdout } = run('bench', '--quick');
+    assert.equal(status, 0);
+    assert.match(stdout, /disref bench: memory:\/\//);
+    assert.match(stdout, /^uncontended acquire\+release +200 +\d+/m);
+    assert.match(stdout, /^contended, 4 connections on one key +100 +\d+/m);
+  });
+
+  it('rejects a bad worker count', () => {
+    const { status, stderr } = run('bench', '--workers', '1');
+    assert.equal(status, 2);
+    assert.match(stderr, /--workers: expected a whole number in \[2, 64\]/);
+  });
+});
+
 describe('disref', () => {
   it('prints help and version', () => {
     const help = run('--help');

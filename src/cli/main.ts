@@ -5,7 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs, styleText } from 'node:util';
+import { benchCommand } from './bench-command.js';
 import { runDemo } from './demo.js';
+import { InvalidArgumentError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { lockCommand } from './lock-command.js';
 
@@ -14,6 +16,7 @@ const HELP = `disref: distributed locks and reference counting
 Usage:
   disref demo                        run the seed scenario on the embedded store
   disref lock NAME [options] -- CMD  run CMD while holding the lock NAME
+  disref bench [--url URL] [--quick] measure the store from this machine
   disref --version                   print the version
   disref --help                      print this help
   disref COMMAND --help              help on one command
@@ -47,6 +50,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return demo(rest);
     case 'lock':
       return lockCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
     default:
       process.stderr.write(
         `disref: unknown command ${JSON.stringify(command)}; see disref --help\n`,
@@ -93,7 +98,9 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     const message = error instanceof Error ? error.message : String(error);
     // parseArgs rejects unknown or malformed options with ERR_PARSE_ARGS_* codes.
-    const usage = String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    const usage =
+      error instanceof InvalidArgumentError ||
+      String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`disref: ${message}${usage ? '; see disref --help' : ''}\n`);
     process.exitCode = usage ? EXIT.usage : EXIT.failure;
   },

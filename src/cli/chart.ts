@@ -1,4 +1,4 @@
-/** A dependency-free SVG bar chart of benchmark rows, grouped by scenario. */
+/** A dependency-free SVG bar chart of benchmark rows, grouped by scenario (used by `disref bench` and bench/). */
 
 interface ChartRow {
   readonly scenario: string;

@@ -1,6 +1,6 @@
 /**
- * `disref lock`, run as a user runs it: the built binary, in parallel child
- * processes, against a real redis-server started for the test.
+ * The CLI against a real redis-server started for the test, run as a user
+ * runs it: the built binary, in (parallel) child processes.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -49,8 +49,9 @@ describe(
       if (unavailable !== undefined) assert.fail(`${unavailable} (DISREF_REQUIRE_SERVERS=1)`);
       server = await RedisServer.start();
       admin = new Redis(server.port, '127.0.0.1');
-      // A new test server has served no leases: skip the start-up quarantine for the default namespace.
+      // A new test server has served no leases: skip the start-up quarantine.
       await markNamespaceFresh(admin, 'disref');
+      await markNamespaceFresh(admin, 'disref-bench');
     });
     after(async () => {
       admin.disconnect();
@@ -169,6 +170,17 @@ describe(
       assert.match(memory.stderr, /shared store/);
       const noCommand = await run(['lock', 'x', '--url', server.url]);
       assert.equal(noCommand.status, EXIT.usage);
+    });
+
+    it('disref bench --quick measures the store and prints a table', async () => {
+      const svg = join(mkdtempSync(join(tmpdir(), 'disref-bench-')), 'chart.svg');
+      const result = await run(['bench', '--quick', '--url', server.url, '--svg', svg]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, /disref bench: redis:\/\/127\.0\.0\.1:\d+/);
+      assert.match(result.stdout, /^round trip +200 +\d+ +[\d.]+ +[\d.]+/m);
+      assert.match(result.stdout, /^uncontended acquire\+release +200 +\d+/m);
+      assert.match(result.stdout, /^contended, 4 connections on one key +100 +\d+/m);
+      assert.match(readFileSync(svg, 'utf8'), /^<svg /);
     });
   },
 );
