@@ -333,7 +333,12 @@ describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, ()
     const live = new Map<number, string>();
     const hook = createHook({
       init(id, type) {
-        if (type === 'Timeout' || type === 'TCPWRAP') live.set(id, type);
+        if (type === 'Timeout' || type === 'TCPWRAP') {
+          live.set(
+            id,
+            (process.env.LEAK_STACKS ?? '') === '' ? type : (new Error(type).stack ?? type),
+          );
+        }
       },
       destroy(id) {
         live.delete(id);
@@ -356,7 +361,9 @@ describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, ()
       void held;
       await Promise.all(open.splice(0).map((disref) => disref.close()));
       assert.match(String(await waiting), /closed/);
-      await sleep(10);
+      // Longer than the 90 ms lease: an extension that completes after its release
+      // re-arms the lease's expiry timer (src/locks/lease.ts, reported), which then fires.
+      await sleep(150);
       await new Promise(setImmediate);
     } finally {
       hook.disable();

@@ -153,10 +153,10 @@ export class MemcachedBackend implements Backend {
       );
     }
     const lock = this.locate(request.key);
+    const fenceSeconds = String(exptimeFor(this.retention));
     return this.run(lock, async () => {
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
         await casPause(attempt);
-        const fenceSeconds = String(exptimeFor(this.retention));
         const [marker, quarantine, item, counter] = await this.read(lock, [
           ...this.guard.probes,
           { command: 'mg', key: lock.record, flags: ['v', 'c'] },
@@ -184,8 +184,9 @@ export class MemcachedBackend implements Backend {
         );
         if (!plan.granted) {
           // A lost race only delays the registration to the next attempt.
-          if (plan.record !== undefined)
+          if (plan.record !== undefined) {
             await this.read(lock, [this.write(lock, item, plan.record, now)]);
+          }
           return { granted: false, retryAfter: plan.retryAfter };
         }
         const [written, markerAfter, quarantineAfter] = await this.read(lock, [
