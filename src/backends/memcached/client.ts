@@ -186,8 +186,14 @@ export class MemcachedClient {
     const checked = replies.map((reply, index) => {
       if (reply.kind === 'meta') return reply;
       const what = requests[index]?.command ?? '?';
-      const text = reply.kind === 'error' ? `${reply.type} ${reply.message}`.trim() : reply.kind;
-      throw new MemcachedServerError(server.address, `${what} failed: ${text}`);
+      if (reply.kind === 'error' && reply.type === 'ERROR') {
+        // Servers before 1.6 answer a bare ERROR to every meta command.
+        throw new MemcachedServerError(
+          server.address,
+          `${what} failed: ERROR (is it memcached 1.6 or later? disref needs the meta protocol)`,
+        );
+      }
+      throw new MemcachedServerError(server.address, `${what} failed: ${describe(reply)}`);
     });
     // A connection resolves exactly one reply per request, in order.
     return checked as unknown as Replies<R>;
@@ -232,5 +238,5 @@ export class MemcachedClient {
 function describe(reply: Response | undefined): string {
   if (reply === undefined) return 'no reply';
   if (reply.kind === 'error') return `${reply.type} ${reply.message}`.trim();
-  return `unexpected ${reply.kind} reply`;
+  return `unexpected ${reply.kind === 'meta' ? reply.status : reply.kind} reply`;
 }
