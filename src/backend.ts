@@ -105,6 +105,12 @@ export interface Backend {
   onRelease(key: string, listener: ReleaseListener): Promise<() => void>;
   /** The lock's current holders and waiter count, or `null` when free. */
   inspect(key: string): Promise<LockState | null>;
+  /**
+   * What the namespace holds now, for `disref status`: locks, references,
+   * processes. A store that cannot list keys returns what it can and says
+   * what it could not in `incomplete`.
+   */
+  snapshot?(): Promise<StoreSnapshot>;
 
   /** Records that process `processId` is alive for `ttl` ms more. */
   heartbeat(processId: string, ttl: number): Promise<void>;
@@ -113,6 +119,41 @@ export interface Backend {
 
   /** Frees connections this backend opened; never a client the user passed in. */
   close(): Promise<void>;
+}
+
+/** Where a process runs, as recorded with its first heartbeat. */
+export interface ProcessInfo {
+  readonly host: string;
+  readonly pid: number;
+}
+
+/** One reference-counted resource, as seen by `snapshot()`. */
+export interface ResourceState {
+  readonly resource: string;
+  /** Process ids of the holders (dead ones may still appear until pruned). */
+  readonly holders: readonly string[];
+  readonly timesModified: number;
+  /** The last holder is gone and the completion is pending or running. */
+  readonly completing: boolean;
+}
+
+/** One process, as seen by `snapshot()`. */
+export interface ProcessState {
+  readonly id: string;
+  readonly info: ProcessInfo | undefined;
+  /** ms before its heartbeat runs out; 0 or less means dead. */
+  readonly ttlLeft: number;
+  /** ms since its last heartbeat, when the store knows. */
+  readonly heartbeatAge: number | undefined;
+}
+
+/** What a namespace holds now. */
+export interface StoreSnapshot {
+  readonly locks: readonly LockState[];
+  readonly references: readonly ResourceState[];
+  readonly processes: readonly ProcessState[];
+  /** Set when the store could not list everything, saying what is missing. */
+  readonly incomplete: string | undefined;
 }
 
 /** A claim on running a resource's completion; only its holder may finish it. */
@@ -132,11 +173,12 @@ export interface CompletionClaim {
  */
 export interface ReferenceOperations {
   /**
-   * Records a heartbeat. `first` registers a new process. Resolves `false`
-   * when a known process had already run out (it was, or may have been,
-   * declared dead): it must take a new identity.
+   * Records a heartbeat. `first` registers a new process (with `info`, shown
+   * by `disref status`). Resolves `false` when a known process had already
+   * run out (it was, or may have been, declared dead): it must take a new
+   * identity.
    */
-  beat(processId: string, ttl: number, first: boolean): Promise<boolean>;
+  beat(processId: string, ttl: number, first: boolean, info: ProcessInfo): Promise<boolean>;
   /** Registers `processId` as a holder of `resource`; `false` if the process is dead. */
   addReference(resource: string, processId: string): Promise<boolean>;
   /**

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { hostname } from 'node:os';
 import { hasReferences, type Backend } from './backend.js';
 import { BackendError } from './errors.js';
 
@@ -27,6 +28,9 @@ export interface SessionOptions {
   /** Called when a heartbeat fails; must not throw. */
   readonly onHeartbeatError: (error: unknown) => void;
 }
+
+/** Where this process runs, shown by `disref status`. */
+const PROCESS_INFO = { host: hostname(), pid: process.pid } as const;
 
 /** Runs after each heartbeat (recovery); must not throw. */
 export type BeatListener = () => Promise<void>;
@@ -101,9 +105,9 @@ export class Session {
       await this.backend.heartbeat(this.currentId, this.processTtl);
       return false;
     }
-    if (await this.backend.beat(this.currentId, this.processTtl, first)) return false;
+    if (await this.backend.beat(this.currentId, this.processTtl, first, PROCESS_INFO)) return false;
     this.currentId = randomUUID();
-    await this.backend.beat(this.currentId, this.processTtl, true);
+    await this.backend.beat(this.currentId, this.processTtl, true, PROCESS_INFO);
     return true;
   }
 

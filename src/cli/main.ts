@@ -10,12 +10,14 @@ import { runDemo } from './demo.js';
 import { InvalidArgumentError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { lockCommand } from './lock-command.js';
+import { statusCommand } from './status-command.js';
 
 const HELP = `disref: distributed locks and reference counting
 
 Usage:
   disref demo                        run the seed scenario on the embedded store
   disref lock NAME [options] -- CMD  run CMD while holding the lock NAME
+  disref status [--json] [PREFIX]     show locks, references and processes in the store
   disref bench [--url URL] [--quick] measure the store from this machine
   disref --version                   print the version
   disref --help                      print this help
@@ -52,6 +54,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return lockCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'status':
+      return statusCommand(rest);
     default:
       process.stderr.write(
         `disref: unknown command ${JSON.stringify(command)}; see disref --help\n`,

@@ -11,6 +11,8 @@ import type {
   Capabilities,
   CompletionClaim,
   LockState,
+  ProcessInfo,
+  StoreSnapshot,
   ReferenceOperations,
   ReleaseListener,
 } from '../../backend.js';
@@ -74,8 +76,16 @@ export class MemoryBackend implements Backend, ReferenceOperations {
     return Promise.resolve();
   }
 
-  beat(processId: string, ttl: number, first: boolean): Promise<boolean> {
-    return Promise.resolve(this.references.beat(processId, ttl, first));
+  beat(processId: string, ttl: number, first: boolean, info: ProcessInfo): Promise<boolean> {
+    return Promise.resolve(this.references.beat(processId, ttl, first, info));
+  }
+
+  snapshot(): Promise<StoreSnapshot> {
+    return Promise.resolve({
+      locks: this.store.locksUnder(this.storeKey('')),
+      ...this.references.snapshot(),
+      incomplete: undefined,
+    });
   }
 
   addReference(resource: string, processId: string): Promise<boolean> {

@@ -6,7 +6,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { kindOf, type CompletionClaim } from '../../backend.js';
+import {
+  kindOf,
+  type CompletionClaim,
+  type ProcessInfo,
+  type ProcessState,
+  type ResourceState as ResourceView,
+} from '../../backend.js';
 
 interface ResourceState {
   readonly holders: Set<string>;
@@ -21,20 +27,50 @@ interface ResourceState {
 export class ReferenceSpace {
   /** Live processes and when their heartbeat runs out (monotonic ms). */
   private readonly processes = new Map<string, number>();
+  private readonly infos = new Map<string, ProcessInfo>();
+  private readonly lastBeats = new Map<string, number>();
   /** Processes declared dead whose references are not pruned yet. */
   private readonly dead = new Set<string>();
   private readonly heldBy = new Map<string, Set<string>>();
   private readonly resources = new Map<string, ResourceState>();
 
-  beat(processId: string, ttl: number, first: boolean): boolean {
+  beat(processId: string, ttl: number, first: boolean, info: ProcessInfo): boolean {
     const now = performance.now();
     if (!first && !this.isLive(processId, now)) return false;
     this.processes.set(processId, now + ttl);
+    this.lastBeats.set(processId, now);
+    if (first) this.infos.set(processId, info);
     return true;
+  }
+
+  /** Processes (live, or dead and not yet reaped) and resources, for `disref status`. */
+  snapshot(): { references: ResourceView[]; processes: ProcessState[] } {
+    const now = performance.now();
+    const processes: ProcessState[] = [];
+    const age = (id: string): number | undefined => {
+      const last = this.lastBeats.get(id);
+      return last === undefined ? undefined : Math.round(now - last);
+    };
+    for (const [id, expiresAt] of this.processes) {
+      const ttlLeft = Math.round(expiresAt - now);
+      processes.push({ id, info: this.infos.get(id), ttlLeft, heartbeatAge: age(id) });
+    }
+    for (const id of this.dead) {
+      processes.push({ id, info: this.infos.get(id), ttlLeft: 0, heartbeatAge: age(id) });
+    }
+    const references = [...this.resources].map(([resource, state]) => ({
+      resource,
+      holders: [...state.holders],
+      timesModified: state.timesModified,
+      completing: state.completing,
+    }));
+    return { references, processes };
   }
 
   /** A process that closed cleanly: no longer live (holders it still had are pruned as dead). */
   remove(processId: string): void {
+    this.infos.delete(processId);
+    this.lastBeats.delete(processId);
     if (this.processes.delete(processId) && this.heldBy.has(processId)) this.dead.add(processId);
   }
 
@@ -124,6 +160,8 @@ export class ReferenceSpace {
       }
       this.heldBy.delete(processId);
       this.dead.delete(processId);
+      this.infos.delete(processId);
+      this.lastBeats.delete(processId);
       reaped += 1;
     }
     return reaped;

@@ -139,6 +139,17 @@ export class MemoryStore {
     };
   }
 
+  /** Every lock whose store key starts with `prefix`, keyed by the rest of its key. */
+  locksUnder(prefix: string): LockState[] {
+    const states: LockState[] = [];
+    for (const key of [...this.locks.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      const state = this.inspect(key);
+      if (state !== null) states.push({ ...state, key: key.slice(prefix.length) });
+    }
+    return states;
+  }
+
   heartbeat(processId: string, ttl: number): void {
     this.processes.set(processId, performance.now() + ttl);
   }
