@@ -9,7 +9,8 @@ import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, LockTimeoutError } from '../src/index.js';
 
-it('leaves no timers or handles behind after close()', async () => {
+/** Tracks timers and sockets created while `run` runs; resolves those still alive afterwards. */
+async function aliveAfter(run: () => Promise<void>): Promise<string[]> {
   const live = new Map<number, string>();
   const hook = createHook({
     init(id, type) {
@@ -25,6 +26,18 @@ it('leaves no timers or handles behind after close()', async () => {
   });
   hook.enable();
   try {
+    await run();
+    // Let destroy hooks of timers that just fired or were cleared run.
+    await sleep(10);
+    await new Promise(setImmediate);
+  } finally {
+    hook.disable();
+  }
+  return [...live.values()];
+}
+
+it('leaves no timers or handles behind after close()', async () => {
+  const alive = await aliveAfter(async () => {
     const a = await connect({ url: 'memory://leaks', namespace: 'leaks', heartbeatInterval: 20 });
     const b = await connect({ url: 'memory://leaks', namespace: 'leaks' }); // next beat 10 s away
     await a.lock('k', { ttl: 90 }).using(() => sleep(100)); // extended at least twice
@@ -44,11 +57,19 @@ it('leaves no timers or handles behind after close()', async () => {
     void held;
     await Promise.all([a.close(), b.close()]);
     assert.match(String(await waiting), /closed/);
-    // Let destroy hooks of timers that just fired or were cleared run.
-    await sleep(10);
-    await new Promise(setImmediate);
-  } finally {
-    hook.disable();
-  }
-  assert.deepEqual([...live.values()], [], 'resources still alive after close()');
+  });
+  assert.deepEqual(alive, [], 'resources still alive after close()');
+});
+
+it('leaves no expiry timer behind when a lease is released while an extension is in flight', async () => {
+  const alive = await aliveAfter(async () => {
+    const disref = await connect({ url: 'memory://leaks', namespace: 'leaks-extend' });
+    const lease = await disref.lock('k', { ttl: 60_000 }).acquire();
+    const extending = lease.extend();
+    await lease.release();
+    await extending;
+    assert.equal(lease.signal.aborted, false, 'a released lease is not reported lost');
+    await disref.close();
+  });
+  assert.deepEqual(alive, []);
 });

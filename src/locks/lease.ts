@@ -87,6 +87,8 @@ export class HeldLock implements SessionResource {
       throw this.lost.signal.reason as LockLostError;
     }
     if (this.lost.signal.aborted) throw this.lost.signal.reason as LockLostError;
+    // Released while the extension was in flight: nothing left to keep alive.
+    if (this.released) return;
     this.validUntil = start + ttl - driftMargin(ttl);
     this.armExpiry();
     publish('lockExtended', () => ({ ...this.describe(), ttl }));
