@@ -3,7 +3,7 @@
  * checked against one backend target. Every backend runs this same file.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -16,8 +16,7 @@ import {
   type Lease,
 } from '../../src/index.js';
 import type { BackendTarget } from '../harness/targets.js';
-
-let namespaceCounter = 0;
+import { Instances } from './instances.js';
 
 /** Critical sections recorded with monotonic timestamps, checked for overlap. */
 class SectionLog {
@@ -59,29 +58,10 @@ function blockEventLoop(ms: number): void {
 }
 
 export function lockConformance(target: BackendTarget): void {
-  const open: Disref[] = [];
-  /** A new `Disref` (as if in another process) in a namespace of its own test. */
-  const instances = async (
-    count: number,
-    options: Partial<ConnectOptions> = {},
-  ): Promise<Disref[]> => {
-    namespaceCounter += 1;
-    const namespace = `t${String(process.pid)}-${String(namespaceCounter)}`;
-    const made = await Promise.all(
-      Array.from({ length: count }, () => target.connect({ ...options, namespace })),
-    );
-    open.push(...made);
-    return made;
-  };
-  const one = async (options: Partial<ConnectOptions> = {}): Promise<Disref> => {
-    const [disref] = await instances(1, options);
-    assert.ok(disref !== undefined);
-    return disref;
-  };
-
-  after(async () => {
-    await Promise.all(open.map((disref) => disref.close()));
-  });
+  const made = new Instances(target, 't');
+  const instances = (count: number, options: Partial<ConnectOptions> = {}): Promise<Disref[]> =>
+    made.many(count, options);
+  const one = (options: Partial<ConnectOptions> = {}): Promise<Disref> => made.one(options);
 
   describe('mutex', () => {
     it('keeps 100 concurrent callers on one key mutually exclusive', async () => {

@@ -4,7 +4,7 @@
  * `Disref` instances standing for several processes.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   InvalidArgumentError,
@@ -13,8 +13,7 @@ import {
   type Disref,
 } from '../../src/index.js';
 import type { BackendTarget } from '../harness/targets.js';
-
-let namespaceCounter = 0;
+import { Instances } from './instances.js';
 
 /** Fast liveness so crash recovery happens within a test. */
 const FAST = { heartbeatInterval: 50, processTtl: 250 } as const;
@@ -34,28 +33,11 @@ async function eventually(
 }
 
 export function referenceConformance(target: BackendTarget): void {
-  const open: Disref[] = [];
-  const instances = async (
-    count: number,
-    options: Partial<ConnectOptions> = {},
-  ): Promise<Disref[]> => {
-    namespaceCounter += 1;
-    const namespace = `r${String(process.pid)}-${String(namespaceCounter)}`;
-    const made = await Promise.all(
-      Array.from({ length: count }, () => target.connect({ ...options, namespace })),
-    );
-    open.push(...made);
-    return made;
-  };
-  const pair = async (options: Partial<ConnectOptions> = {}): Promise<[Disref, Disref]> => {
-    const [a, b] = await instances(2, options);
-    assert.ok(a !== undefined && b !== undefined);
-    return [a, b];
-  };
-
-  after(async () => {
-    await Promise.all(open.map((disref) => disref.close()));
-  });
+  const made = new Instances(target, 'r');
+  const instances = (count: number, options: Partial<ConnectOptions> = {}): Promise<Disref[]> =>
+    made.many(count, options);
+  const pair = (options: Partial<ConnectOptions> = {}): Promise<[Disref, Disref]> =>
+    made.pair(options);
 
   describe('references', () => {
     it('counts live holders, one per process, and times modified', async () => {
