@@ -11,7 +11,8 @@ export type DisrefErrorCode =
   | 'ERR_DISREF_LOCK_LOST'
   | 'ERR_DISREF_CONFLICT'
   | 'ERR_DISREF_BACKEND'
-  | 'ERR_DISREF_INVALID_ARGUMENT';
+  | 'ERR_DISREF_INVALID_ARGUMENT'
+  | 'ERR_DISREF_STALE_FENCE';
 
 /** Base class of every error disref throws on purpose. */
 export class DisrefError extends Error {
@@ -76,6 +77,31 @@ export class ConflictError extends DisrefError {
     );
     this.key = key;
     this.attempts = attempts;
+  }
+}
+
+/**
+ * A fenced resource refused a read or write: a holder with a higher fence
+ * has used it since, so this caller's lease is stale (it was paused, or its
+ * lease ran out). Nothing was written.
+ */
+export class StaleFenceError extends DisrefError {
+  /** The resource's key. */
+  readonly key: string;
+  /** The fence the caller presented. */
+  readonly fence: number;
+  /** The highest fence the resource has seen. */
+  readonly highest: number;
+
+  constructor(key: string, fence: number, highest: number) {
+    super(
+      'ERR_DISREF_STALE_FENCE',
+      `resource ${key}: fence ${String(fence)} is older than ${String(highest)}, already used by a later holder; ` +
+        'this lease is stale: stop, and acquire the lock again before retrying',
+    );
+    this.key = key;
+    this.fence = fence;
+    this.highest = highest;
   }
 }
 

@@ -18,6 +18,7 @@ export {
   ConflictError,
   BackendError,
   InvalidArgumentError,
+  StaleFenceError,
   type DisrefErrorCode,
 } from './errors.js';
 export {
@@ -50,3 +51,5 @@ export {
   type CompletionFinishedEvent,
   type CompletionFailedEvent,
 } from './events.js';
+export type { FencedResource } from './fenced.js';
+export { fencedRedisKey } from './backends/redis/fenced-key.js';
