@@ -1,6 +1,7 @@
 /**
  * Conformance targets over real `memcached` servers started by the harness:
- * one server, and a pool of three (keys spread by consistent hashing).
+ * one server, and a pool of three (keys spread by consistent hashing). Both
+ * run the lock and the reference suites.
  */
 import { connect } from '../../src/index.js';
 import { MemcachedClient } from '../../src/backends/memcached/client.js';
@@ -18,6 +19,7 @@ export function memcachedTarget(count: number): BackendTarget {
   return {
     name,
     ...(unavailable === undefined ? {} : { unavailable }),
+    references: true,
     setup: async () => {
       servers = await MemcachedServer.startMany(count);
       admin = new MemcachedClient({

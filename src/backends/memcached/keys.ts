@@ -3,13 +3,15 @@
  * holds it.
  *
  * Item names: `<namespace>:<tag>:<key>`, where the tag says what the item
- * is (`l` lock record, `f` fence counter, `p` process heartbeat). A name
+ * is (`l` lock record, `f` fence counter, `p` process heartbeat, `h` the
+ * resources a process holds, `r` a reference-counted resource). A name
  * that memcached would refuse (over 250 bytes, or holding a space, a control
  * character or any non-ASCII byte) is replaced by
  * `<namespace>:<tag>#<sha256 of the full name, base64url>`, so no key is
  * ever refused by the store. (The seed used md5; SHA-256 costs the same
  * here and has no known collisions.) Namespace-wide items use the tag `~`:
- * `<namespace>:~epoch`, `<namespace>:~quarantine`.
+ * `<namespace>:~epoch`, `<namespace>:~quarantine`, and the registries of
+ * reference counting, `<namespace>:~processes` and `<namespace>:~pending`.
  *
  * Servers: rendezvous (highest random weight) hashing. Each server scores
  * a key by a hash of (server, key) and the highest score wins, so adding a
@@ -22,7 +24,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { isValidKey } from './protocol.js';
 
 /** What an item holds. */
-export type ItemTag = 'l' | 'f' | 'p';
+export type ItemTag = 'l' | 'f' | 'p' | 'h' | 'r';
 
 /** The item name for `key` under `namespace`, hashed when memcached could not hold it. */
 export function itemName(namespace: string, tag: ItemTag, key: string): string {
@@ -34,8 +36,11 @@ export function itemName(namespace: string, tag: ItemTag, key: string): string {
   return isValidKey(short) ? short : `~#${digest}`;
 }
 
-/** Name of a namespace-wide item (the data-loss marker and quarantine). */
-export function namespaceItem(namespace: string, name: 'epoch' | 'quarantine'): string {
+/** A namespace-wide item: the data-loss marker and quarantine, the reference registries. */
+export type NamespaceItem = 'epoch' | 'quarantine' | 'processes' | 'pending';
+
+/** Name of a namespace-wide item. */
+export function namespaceItem(namespace: string, name: NamespaceItem): string {
   const full = `${namespace}:~${name}`;
   if (isValidKey(full)) return full;
   return `~#${createHash('sha256').update(full, 'utf8').digest('base64url')}:${name}`;

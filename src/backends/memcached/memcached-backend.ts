@@ -21,6 +21,8 @@
  * - No notifications: waiters in other processes poll (at `retryInterval`,
  *   with jitter); waiters in this process are woken at once by local
  *   releases (`local-releases.ts`). No fair queue, no key listing.
+ * - Reference counting, process heartbeats and recovery live in
+ *   `memcached-references.ts` (items, registries, ordering of steps).
  *
  * Time bounds: holder expiry inside a record is the holder's wall clock plus
  * the ttl; other processes wait {@link CLOCK_TOLERANCE} ms more before they
@@ -30,17 +32,22 @@
  * others for at most ttl + CLOCK_TOLERANCE while clocks agree.
  * @module
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { hostname } from 'node:os';
 import type {
   AcquireRequest,
   AcquireResult,
   Backend,
   Capabilities,
+  CompletionClaim,
   LockState,
+  ProcessInfo,
+  ReferenceOperations,
   ReleaseListener,
+  StoreSnapshot,
 } from '../../backend.js';
 import type { HostPort } from '../../config.js';
 import { BackendError, InvalidArgumentError } from '../../errors.js';
+import { casPause, MAX_CAS_ATTEMPTS } from './cas.js';
 import { MemcachedClient, type Replies, type ServerPool } from './client.js';
 import { MemcachedServerError } from './connection.js';
 import { EpochGuard } from './epoch-guard.js';
@@ -59,6 +66,7 @@ import {
   type LockRecord,
 } from './lock-record.js';
 import { listenLocally, releasedLocally } from './local-releases.js';
+import { MemcachedReferences } from './memcached-references.js';
 import { exptimeFor, type MetaRequest, type MetaResponse } from './protocol.js';
 
 export { CLOCK_TOLERANCE };
@@ -92,10 +100,6 @@ export interface MemcachedBackendOptions {
   readonly connectTimeout?: number;
 }
 
-/** Compare-and-swap tries per operation before giving up on a contended key. */
-const MAX_CAS_ATTEMPTS = 16;
-/** Longest pause between two compare-and-swap tries, in ms (the pause is random, growing). */
-const MAX_CAS_PAUSE = 20;
 /**
  * Free lock records (their last fence) and fence counters stay this long at
  * least, so a grant computed from an old read can never slip in under a
@@ -112,7 +116,11 @@ interface LockItems {
   readonly fence: string;
 }
 
-export class MemcachedBackend implements Backend {
+/** What `snapshot()` cannot show, since memcached cannot list its keys. */
+const SNAPSHOT_GAPS =
+  'memcached cannot list keys: shown are the processes in the namespace registry, the resources they hold or that await completion, and the locks of those resources; other locks, and resources with no holder that are not completing, are not shown';
+
+export class MemcachedBackend implements Backend, ReferenceOperations {
   readonly name = 'memcached';
   readonly address: string;
   readonly capabilities: Capabilities = {
@@ -128,6 +136,7 @@ export class MemcachedBackend implements Backend {
   private readonly guard: EpochGuard;
   /** ms that free records and fence counters are kept. */
   private readonly retention: number;
+  private readonly references: MemcachedReferences;
 
   constructor(options: MemcachedBackendOptions) {
     this.client = new MemcachedClient({
@@ -142,6 +151,7 @@ export class MemcachedBackend implements Backend {
     this.address = `memcached://${this.client.servers.map((server) => server.id).join(',')}`;
     this.guard = new EpochGuard(this.client, options.namespace, options.maxTtl);
     this.retention = Math.max(MIN_RETENTION, 2 * options.maxTtl);
+    this.references = new MemcachedReferences(this.client, options.namespace);
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
@@ -253,24 +263,98 @@ export class MemcachedBackend implements Backend {
     });
   }
 
+  /**
+   * The heartbeat of a lock-only user of the Backend interface (sessions
+   * call {@link beat}): renews the process, or registers it again if it had
+   * run out, so it keeps no references across that.
+   */
   async heartbeat(processId: string, ttl: number): Promise<void> {
-    const item = itemName(this.namespace, 'p', processId);
-    const server = this.client.serverFor(`p:${processId}`);
-    await this.run({ key: undefined, server }, () =>
-      this.client.meta(server, [
-        { command: 'ms', key: item, value: '1', flags: [`T${String(exptimeFor(ttl))}`] },
-      ]),
-    );
-    // Notice lost data even while this process grants nothing.
-    await this.guard.sweep();
+    const info = { host: hostname(), pid: process.pid };
+    if (!(await this.beat(processId, ttl, false, info)))
+      await this.beat(processId, ttl, true, info);
   }
 
   async removeProcess(processId: string): Promise<void> {
-    const item = itemName(this.namespace, 'p', processId);
-    const server = this.client.serverFor(`p:${processId}`);
-    await this.run({ key: undefined, server }, () =>
-      this.client.meta(server, [{ command: 'md', key: item }]),
+    await this.wrap(undefined, () => this.references.removeProcess(processId));
+  }
+
+  async beat(processId: string, ttl: number, first: boolean, info: ProcessInfo): Promise<boolean> {
+    const live = await this.wrap(undefined, () =>
+      this.references.beat(processId, ttl, first, info),
     );
+    // Notice lost data even while this process grants nothing.
+    await this.guard.sweep();
+    return live;
+  }
+
+  addReference(resource: string, processId: string): Promise<boolean> {
+    return this.wrap(resource, () => this.references.addReference(resource, processId));
+  }
+
+  removeReference(
+    resource: string,
+    processId: string,
+    claimTtl: number,
+  ): Promise<{ removed: boolean; claim: CompletionClaim | null }> {
+    return this.wrap(resource, () =>
+      this.references.removeReference(resource, processId, claimTtl),
+    );
+  }
+
+  countReferences(resource: string): Promise<number> {
+    return this.wrap(resource, () => this.references.countReferences(resource));
+  }
+
+  incrementTimesModified(resource: string, by: number): Promise<number> {
+    return this.wrap(resource, () => this.references.incrementTimesModified(resource, by));
+  }
+
+  timesModified(resource: string): Promise<number> {
+    return this.wrap(resource, () => this.references.timesModified(resource));
+  }
+
+  extendClaim(claim: CompletionClaim, ttl: number): Promise<boolean> {
+    return this.wrap(claim.resource, () => this.references.extendClaim(claim, ttl));
+  }
+
+  finishCompletion(claim: CompletionClaim): Promise<boolean> {
+    return this.wrap(claim.resource, () => this.references.finishCompletion(claim));
+  }
+
+  abandonCompletion(claim: CompletionClaim): Promise<void> {
+    return this.wrap(claim.resource, () => this.references.abandonCompletion(claim));
+  }
+
+  reapDeadProcesses(): Promise<number> {
+    return this.wrap(undefined, () => this.references.reapDeadProcesses());
+  }
+
+  claimPendingCompletion(
+    kinds: readonly string[],
+    claimTtl: number,
+  ): Promise<CompletionClaim | null> {
+    return this.wrap(undefined, () => this.references.claimPendingCompletion(kinds, claimTtl));
+  }
+
+  /**
+   * Processes and references from the namespace registries, and the locks
+   * of the resources found there; `incomplete` says what memcached cannot
+   * list.
+   */
+  async snapshot(): Promise<StoreSnapshot> {
+    const { processes, references } = await this.wrap(undefined, () => this.references.snapshot());
+    const locks = await Promise.all(references.map(({ resource }) => this.inspect(resource)));
+    return {
+      locks: locks.filter((lock): lock is LockState => lock !== null),
+      references,
+      processes,
+      incomplete: SNAPSHOT_GAPS,
+    };
+  }
+
+  /** `memcached://host:port` of the server of the namespace's process and pending registries. */
+  get registryAddress(): string {
+    return this.references.registryServer.address;
   }
 
   /** `memcached://host:port` of the server that holds the lock on `key` (its only home). */
@@ -372,29 +456,21 @@ export class MemcachedBackend implements Backend {
     return fence;
   }
 
-  /** Runs a store operation; a server failure becomes a `BackendError` naming the server and key. */
-  private async run<T>(
-    lock: { readonly key: string | undefined; readonly server: ServerPool },
-    operation: () => Promise<T>,
-  ): Promise<T> {
+  /** Runs a lock operation; a server failure becomes a `BackendError` naming the server and key. */
+  private run<T>(lock: { readonly key: string }, operation: () => Promise<T>): Promise<T> {
+    return this.wrap(lock.key, operation);
+  }
+
+  /** Runs a store operation; a server failure becomes a `BackendError` naming the server (and key). */
+  private async wrap<T>(key: string | undefined, operation: () => Promise<T>): Promise<T> {
     try {
       return await operation();
     } catch (error) {
       if (!(error instanceof MemcachedServerError)) throw error;
       throw new BackendError(error.address, error.reason, {
         cause: error,
-        ...(lock.key === undefined ? {} : { key: lock.key }),
+        ...(key === undefined ? {} : { key }),
       });
     }
   }
-}
-
-/**
- * Before a retry, a random pause that grows with the attempt (capped at
- * {@link MAX_CAS_PAUSE} ms), so that writers who collided do not collide
- * again in lockstep.
- */
-function casPause(attempt: number): Promise<void> {
-  if (attempt === 0) return Promise.resolve();
-  return sleep(Math.random() * Math.min(MAX_CAS_PAUSE, 2 ** attempt));
 }
