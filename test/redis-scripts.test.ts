@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import type { AcquireRequest } from '../src/backend.js';
 import { connectionForClient } from '../src/backends/redis/client.js';
-import { lockKeys, markerKey, processKey } from '../src/backends/redis/keys.js';
+import { lockKeys, markerKey, processesKey, processKey } from '../src/backends/redis/keys.js';
 import { RedisBackend } from '../src/backends/redis/redis-backend.js';
 import { luaScripts, runScript } from '../src/backends/redis/scripts.js';
 import { RedisServer, redisUnavailable } from './harness/servers.js';
@@ -310,20 +310,24 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     stop();
   });
 
-  it('heartbeat writes a process key with its ttl; removeProcess deletes it', async () => {
+  it('heartbeat registers the process until server time + ttl; removeProcess forgets it', async () => {
     const { backend: b, namespace } = await backend();
     await b.heartbeat('p1', 3_000);
-    const key = processKey(namespace, 'p1');
-    const pttl = await admin.pttl(key);
-    assert.ok(pttl > 2_500 && pttl <= 3_000);
+    const expiresAt = Number(await admin.zscore(processesKey(namespace), 'p1'));
+    const now = await serverMs();
+    assert.ok(expiresAt - now > 2_500 && expiresAt - now <= 3_000, `${String(expiresAt - now)}`);
+    const record = await admin.hgetall(processKey(namespace, 'p1'));
+    assert.ok(Math.abs(Number(record.beat) - now) < 500, 'beat time recorded');
+    assert.equal(record.pid, String(process.pid));
     await b.removeProcess('p1');
-    assert.equal(await admin.exists(key), 0);
+    assert.equal(await admin.zscore(processesKey(namespace), 'p1'), null);
+    assert.equal(await admin.exists(processKey(namespace, 'p1')), 0);
   });
 
   it('runs a script by EVAL after SCRIPT FLUSH (NOSCRIPT fallback), then by EVALSHA again', async () => {
     const { backend: b } = await backend();
     const { connection } = connectionForClient(admin, 'client');
-    const script = luaScripts().removeProcess;
+    const script = luaScripts().timesModified;
     await admin.script('FLUSH');
     assert.deepEqual(await admin.script('EXISTS', script.sha), [0]);
     assert.equal(await runScript(connection, script, ['nothing-here'], []), 0);

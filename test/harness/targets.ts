@@ -67,6 +67,7 @@ function redisTarget(
   return {
     name,
     ...(unavailable === undefined ? {} : { unavailable }),
+    references: true,
     setup: async () => {
       server = await RedisServer.start();
       admin = new Redis(server.port, '127.0.0.1', { lazyConnect: true });

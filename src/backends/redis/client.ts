@@ -1,6 +1,6 @@
 /**
  * The Redis client adapter: the few commands the backend sends (EVALSHA,
- * EVAL, SUBSCRIBE, UNSUBSCRIBE, QUIT), over either client users have:
+ * EVAL, SCAN, SUBSCRIBE, UNSUBSCRIBE, QUIT), over either client users have:
  * ioredis (created by disref from a URL, loaded lazily, or passed in) or
  * node-redis (`@redis/client`, only when passed in; never imported, so it
  * stays an optional peer dependency).
@@ -17,6 +17,8 @@ export interface RedisConnection {
   evalsha(sha: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /** EVAL with the full script text (the server caches it). */
   eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
+  /** One SCAN step: `[next cursor ('0' when done), keys matching the glob pattern]`. */
+  scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
   /**
    * A second connection for wake-ups, owned by the caller: a connection
    * in subscriber mode can run nothing else.
@@ -41,6 +43,13 @@ export interface IoredisClient {
   readonly status: string;
   evalsha(sha: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
   eval(script: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>;
+  scan(
+    cursor: string,
+    matchToken: 'MATCH',
+    pattern: string,
+    countToken: 'COUNT',
+    count: number,
+  ): Promise<[string, string[]]>;
   duplicate(): IoredisSubscriberClient;
   quit(): Promise<unknown>;
   disconnect(): void;
@@ -201,6 +210,7 @@ function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean })
   return {
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
+    scan: (cursor, pattern, count) => client.scan(cursor, 'MATCH', pattern, 'COUNT', count),
     openSubscriber: () => {
       const subscriber = client.duplicate();
       subscriber.on('error', () => undefined);
@@ -244,6 +254,10 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
       client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...args]),
     eval: (script, keys, args) =>
       client.sendCommand(['EVAL', script, String(keys.length), ...keys, ...args]),
+    scan: async (cursor, pattern, count) =>
+      scanReply(
+        await client.sendCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', String(count)]),
+      ),
     openSubscriber: () => {
       const subscriber = client.duplicate();
       // node-redis throws an unhandled 'error' event; failures reach callers through commands.
@@ -295,6 +309,15 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
   };
 }
 
+/** node-redis hands raw replies back: `[cursor, keys]`, as strings or Buffers. */
+function scanReply(reply: unknown): [string, string[]] {
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[1])) {
+    throw new Error(`unexpected SCAN reply ${JSON.stringify(reply)}`);
+  }
+  const [cursor, keys] = reply as [unknown, unknown[]];
+  return [String(cursor), keys.map(String)];
+}
+
 function ioredisAddress(options: unknown): string {
   const { host, port, db, tls, path } = (options ?? {}) as Record<string, unknown>;
   if (typeof path === 'string') return `redis+unix://${path}`;
@@ -315,6 +338,17 @@ function formatAddress(scheme: string, host: unknown, port: unknown, db: unknown
   const portText = typeof port === 'number' || typeof port === 'string' ? String(port) : '6379';
   const database = typeof db === 'number' && db !== 0 ? `/${String(db)}` : '';
   return `${scheme}://${shown}:${portText}${database}`;
+}
+
+/** A short reason for a client error, in words that make sense without the client's docs. */
+export function describeFailure(error: unknown, connectionError: Error | undefined): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.name === 'MaxRetriesPerRequestError') {
+    return connectionError === undefined
+      ? 'not connected (a reconnection attempt failed)'
+      : `not connected (${connectionError.message})`;
+  }
+  return error.message.replace(/\.$/, '');
 }
 
 /** Rejects when `promise` has not settled after `ms`. */

@@ -7,9 +7,17 @@
  * - a key longer than {@link MAX_TAGGED_KEY_BYTES} bytes, or holding `}`
  *   (which would end the hash tag early), is tagged by its SHA-256 instead:
  *   `ns:{h:<hex>}:lock`. The `k:` / `h:` prefixes keep the two forms apart;
- * - namespace-wide keys put the namespace in the tag: `{ns}:marker`,
- *   `{ns}:process:<id>`. Namespaces hold no braces, so no lock key (which
- *   starts with the namespace) can equal one of these.
+ * - a reference-counted resource: `ns:{r:resource}:ref`, or
+ *   `ns:{rh:<hex>}:ref` for long names or names holding `}` (same rule);
+ * - namespace-wide keys put the namespace in the tag, so they all share one
+ *   Cluster slot and scripts may derive one from another (as BullMQ's do):
+ *   `{ns}:marker`, the process registry `{ns}:processes`, per process
+ *   `{ns}:process:<id>` and `{ns}:held:<id>`, and per resource kind
+ *   `{ns}:pending:<kind>`. Namespaces hold no braces, so no lock or resource
+ *   key (which starts with the namespace) can equal one of these.
+ *
+ * The scripts under `scripts/` build the namespace keys from
+ * {@link namespacePrefix} the same way; keep the two in step.
  * @module
  */
 import { createHash } from 'node:crypto';
@@ -27,17 +35,27 @@ export interface LockKeys {
   readonly fence: string;
   /** Pub/sub channel published to when the lock may have become free. */
   readonly channel: string;
+  /** The key is hashed in the names, so the lock hash keeps it (field `key`) for `status`. */
+  readonly hashed: boolean;
+}
+
+/** A hash tag body for `name`: `<verbatim>name`, or `<hashed><sha256>` when it cannot be used as is. */
+function tagFor(name: string, verbatim: string, hashed: string): string {
+  const usable = Buffer.byteLength(name, 'utf8') <= MAX_TAGGED_KEY_BYTES && !name.includes('}');
+  return usable
+    ? `${verbatim}${name}`
+    : `${hashed}${createHash('sha256').update(name).digest('hex')}`;
 }
 
 export function lockKeys(namespace: string, key: string): LockKeys {
-  const verbatim = Buffer.byteLength(key, 'utf8') <= MAX_TAGGED_KEY_BYTES && !key.includes('}');
-  const tag = verbatim ? `k:${key}` : `h:${createHash('sha256').update(key).digest('hex')}`;
+  const tag = tagFor(key, 'k:', 'h:');
   const base = `${namespace}:{${tag}}`;
   return {
     lock: `${base}:lock`,
     queue: `${base}:queue`,
     fence: `${base}:fence`,
     channel: `${base}:released`,
+    hashed: tag.startsWith('h:'),
   };
 }
 
@@ -46,7 +64,36 @@ export function markerKey(namespace: string): string {
   return `{${namespace}}:marker`;
 }
 
-/** The heartbeat key of one process. */
+/** The hash of one reference-counted resource: holders, counters, completion claim. */
+export function referenceKey(namespace: string, resource: string): string {
+  return `${namespace}:{${tagFor(resource, 'r:', 'rh:')}}:ref`;
+}
+
+/** `{ns}:`, the start of every namespace-wide key (one hash tag, so one Cluster slot). */
+export function namespacePrefix(namespace: string): string {
+  return `{${namespace}}:`;
+}
+
+/** The process registry: a sorted set of process ids by the server ms their heartbeat runs out. */
+export function processesKey(namespace: string): string {
+  return `${namespacePrefix(namespace)}processes`;
+}
+
+/** What one process recorded about itself: a hash of `beat` (server ms), `host`, `pid`. */
 export function processKey(namespace: string, processId: string): string {
-  return `{${namespace}}:process:${processId}`;
+  return `${namespacePrefix(namespace)}process:${processId}`;
+}
+
+/** The names of the resources one process holds a reference to (a set). */
+export function heldKey(namespace: string, processId: string): string {
+  return `${namespacePrefix(namespace)}held:${processId}`;
+}
+
+/**
+ * Resources of one kind whose completion is due or running: a sorted set of
+ * names by the server ms from which they may be claimed (0: now; a running
+ * completion: when its claim lapses).
+ */
+export function pendingKey(namespace: string, kind: string): string {
+  return `${namespacePrefix(namespace)}pending:${kind}`;
 }

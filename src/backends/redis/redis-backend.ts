@@ -1,21 +1,26 @@
 /**
  * The Redis backend: every atomic operation is one Lua script (see
  * `scripts/`), so acquire, release and an uncontended extend each take one
- * round trip; waiters are woken by pub/sub. Works over an ioredis client it
- * creates from a `redis://` / `rediss://` URL, or over an ioredis or
- * node-redis client passed in (which it never closes).
+ * round trip; waiters are woken by pub/sub. Reference counting lives in
+ * `redis-references.ts`, the `status` snapshot in `redis-snapshot.ts`.
+ * Works over an ioredis client it creates from a `redis://` / `rediss://`
+ * URL, or over an ioredis or node-redis client passed in (which it never
+ * closes).
  * @module
  */
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type {
   AcquireRequest,
   AcquireResult,
   Backend,
   Capabilities,
-  HolderState,
-  LockMode,
+  CompletionClaim,
   LockState,
+  ProcessInfo,
+  ReferenceOperations,
   ReleaseListener,
+  StoreSnapshot,
 } from '../../backend.js';
 import type { StoreAddress } from '../../config.js';
 import { BackendError } from '../../errors.js';
@@ -23,10 +28,13 @@ import {
   connectionForClient,
   createIoredisConnection,
   describeAddress,
+  describeFailure,
   withDeadline,
   type RedisConnection,
 } from './client.js';
-import { lockKeys, markerKey, processKey } from './keys.js';
+import { lockKeys, markerKey, processesKey, processKey } from './keys.js';
+import { RedisReferences, type ScriptRunner } from './redis-references.js';
+import { parseLockState, takeSnapshot } from './redis-snapshot.js';
 import { luaScripts, runScript, type LuaScript } from './scripts.js';
 import { Wakeups } from './wakeups.js';
 
@@ -57,7 +65,10 @@ const OPERATION_TIMEOUT = 5_000;
 const FENCE_TTL_FACTOR = 10;
 const MIN_FENCE_TTL = 600_000;
 
-export class RedisBackend implements Backend {
+/** How `beat-3.lua` treats the process: see its header. */
+type BeatMode = 'first' | 'next' | 'heartbeat';
+
+export class RedisBackend implements Backend, ReferenceOperations {
   readonly name = 'redis';
   readonly address: string;
   readonly capabilities: Capabilities = {
@@ -78,6 +89,7 @@ export class RedisBackend implements Backend {
   /** Made with the first subscription, over the connection's subscriber. */
   private wakeups: Wakeups | undefined;
   private readonly scripts = luaScripts();
+  private readonly references: RedisReferences;
   /** The namespace epoch this backend saw last ('' before the first reply); see includes/marker.lua. */
   private epoch = '';
   private closed = false;
@@ -96,6 +108,11 @@ export class RedisBackend implements Backend {
       this.address = describeAddress(server);
       this.connecting = () => createIoredisConnection(server);
     }
+    this.references = new RedisReferences({
+      namespace: this.namespace,
+      scripts: this.scripts,
+      store: this.runner(),
+    });
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
@@ -115,6 +132,7 @@ export class RedisBackend implements Backend {
         String(this.maxTtl),
         String(this.fenceTtl),
         keys.channel,
+        keys.hashed ? request.key : '',
       ],
       request.key,
     );
@@ -173,36 +191,86 @@ export class RedisBackend implements Backend {
       key,
     );
     if (reply === null || reply === undefined) return null;
-    const [waiters, ...flat] = this.expectArray(reply, 1, key);
-    const holders: HolderState[] = [];
-    for (let i = 0; i + 3 < flat.length; i += 4) {
-      holders.push({
-        owner: String(flat[i]),
-        mode: String(flat[i + 1]) as LockMode,
-        fence: Number(flat[i + 2]),
-        ttlLeft: Number(flat[i + 3]),
-      });
-    }
-    return { key, holders, waiters: Number(waiters) };
+    const state = parseLockState(this.expectArray(reply, 2, key), key);
+    // The caller's key, even for a hashed key whose lock hash stores it too.
+    return state === null ? null : { ...state, key };
   }
 
+  /** Locks, references and processes of the namespace (SCAN, bounded; see redis-snapshot.ts). */
+  snapshot(): Promise<StoreSnapshot> {
+    const runner = this.runner();
+    return takeSnapshot({
+      ...runner,
+      namespace: this.namespace,
+      scripts: this.scripts,
+      scan: (cursor, pattern, count) =>
+        this.call('SCAN failed', undefined, (connection) =>
+          connection.scan(cursor, pattern, count),
+        ),
+    });
+  }
+
+  /**
+   * Registers or renews `processId` without refusing it (for callers that
+   * do not count references); a process that already ran out stays dead.
+   */
   async heartbeat(processId: string, ttl: number): Promise<void> {
-    const reply = await this.run(
-      this.scripts.heartbeat,
-      [processKey(this.namespace, processId), markerKey(this.namespace)],
-      [String(ttl), this.epoch, randomUUID(), String(this.maxTtl)],
-      undefined,
-    );
-    this.epoch = String(reply);
+    await this.recordBeat(processId, ttl, 'heartbeat', { host: hostname(), pid: process.pid });
   }
 
-  async removeProcess(processId: string): Promise<void> {
-    await this.run(
-      this.scripts.removeProcess,
-      [processKey(this.namespace, processId)],
-      [],
-      undefined,
-    );
+  beat(processId: string, ttl: number, first: boolean, info: ProcessInfo): Promise<boolean> {
+    return this.recordBeat(processId, ttl, first ? 'first' : 'next', info);
+  }
+
+  removeProcess(processId: string): Promise<void> {
+    return this.references.removeProcess(processId);
+  }
+
+  addReference(resource: string, processId: string): Promise<boolean> {
+    return this.references.addReference(resource, processId);
+  }
+
+  removeReference(
+    resource: string,
+    processId: string,
+    claimTtl: number,
+  ): Promise<{ removed: boolean; claim: CompletionClaim | null }> {
+    return this.references.removeReference(resource, processId, claimTtl);
+  }
+
+  countReferences(resource: string): Promise<number> {
+    return this.references.countReferences(resource);
+  }
+
+  incrementTimesModified(resource: string, by: number): Promise<number> {
+    return this.references.incrementTimesModified(resource, by);
+  }
+
+  timesModified(resource: string): Promise<number> {
+    return this.references.timesModified(resource);
+  }
+
+  extendClaim(claim: CompletionClaim, ttl: number): Promise<boolean> {
+    return this.references.extendClaim(claim, ttl);
+  }
+
+  finishCompletion(claim: CompletionClaim): Promise<boolean> {
+    return this.references.finishCompletion(claim);
+  }
+
+  abandonCompletion(claim: CompletionClaim): Promise<void> {
+    return this.references.abandonCompletion(claim);
+  }
+
+  reapDeadProcesses(): Promise<number> {
+    return this.references.reapDeadProcesses();
+  }
+
+  claimPendingCompletion(
+    kinds: readonly string[],
+    claimTtl: number,
+  ): Promise<CompletionClaim | null> {
+    return this.references.claimPendingCompletion(kinds, claimTtl);
   }
 
   async close(): Promise<void> {
@@ -232,20 +300,70 @@ export class RedisBackend implements Backend {
     return this.connection;
   }
 
+  /** Records a heartbeat (beat-3.lua) and learns the namespace's epoch from it. */
+  private async recordBeat(
+    processId: string,
+    ttl: number,
+    mode: BeatMode,
+    info: ProcessInfo,
+  ): Promise<boolean> {
+    const reply = await this.run(
+      this.scripts.beat,
+      [
+        processesKey(this.namespace),
+        processKey(this.namespace, processId),
+        markerKey(this.namespace),
+      ],
+      [
+        processId,
+        String(ttl),
+        this.epoch,
+        randomUUID(),
+        mode,
+        info.host,
+        String(info.pid),
+        String(this.maxTtl),
+      ],
+      undefined,
+    );
+    const [alive, epoch] = this.expectArray(reply, 2, processId);
+    this.epoch = String(epoch);
+    return Number(alive) === 1;
+  }
+
+  /** The script runner handed to the reference and snapshot modules. */
+  private runner(): ScriptRunner {
+    return {
+      run: (script, keys, args, key) => this.run(script, keys, args, key),
+      expectArray: (reply, minLength, key) => this.expectArray(reply, minLength, key),
+    };
+  }
+
   /** Runs one script, bounded by the operation timeout, with failures as `BackendError`. */
-  private async run(
+  private run(
     script: LuaScript,
     keys: readonly string[],
     args: readonly string[],
     key: string | undefined,
   ): Promise<unknown> {
+    return this.call(`${script.name}.lua failed`, key, (connection) =>
+      runScript(connection, script, keys, args),
+    );
+  }
+
+  /** Sends one command, bounded by the operation timeout, with failures as `BackendError`. */
+  private async call<T>(
+    what: string,
+    key: string | undefined,
+    send: (connection: RedisConnection) => Promise<T>,
+  ): Promise<T> {
     this.assertOpen(key);
     try {
       const connection = await this.connect();
-      return await withDeadline(runScript(connection, script, keys, args), this.operationTimeout);
+      return await withDeadline(send(connection), this.operationTimeout);
     } catch (error) {
       if (error instanceof BackendError) throw error;
-      throw this.failure(`${script.name}.lua failed`, error, key);
+      throw this.failure(what, error, key);
     }
   }
 
@@ -277,15 +395,4 @@ export class RedisBackend implements Backend {
     }
     return reply as unknown[];
   }
-}
-
-/** A short reason for a client error, in words that make sense without the client's docs. */
-function describeFailure(error: unknown, connectionError: Error | undefined): string {
-  if (!(error instanceof Error)) return String(error);
-  if (error.name === 'MaxRetriesPerRequestError') {
-    return connectionError === undefined
-      ? 'not connected (a reconnection attempt failed)'
-      : `not connected (${connectionError.message})`;
-  }
-  return error.message.replace(/\.$/, '');
 }

@@ -28,8 +28,21 @@ export interface LuaScripts {
   readonly release: LuaScript;
   readonly leave: LuaScript;
   readonly inspect: LuaScript;
-  readonly heartbeat: LuaScript;
+  readonly beat: LuaScript;
   readonly removeProcess: LuaScript;
+  readonly addReference: LuaScript;
+  readonly removeReference: LuaScript;
+  readonly countReferences: LuaScript;
+  readonly incrementTimesModified: LuaScript;
+  readonly timesModified: LuaScript;
+  readonly extendClaim: LuaScript;
+  readonly finishCompletion: LuaScript;
+  readonly abandonCompletion: LuaScript;
+  readonly reap: LuaScript;
+  readonly findPending: LuaScript;
+  readonly claimPending: LuaScript;
+  readonly readReference: LuaScript;
+  readonly readProcesses: LuaScript;
 }
 
 const SCRIPT_FILES = {
@@ -38,8 +51,21 @@ const SCRIPT_FILES = {
   release: 'release-1',
   leave: 'leave-2',
   inspect: 'inspect-2',
-  heartbeat: 'heartbeat-2',
-  removeProcess: 'remove-process-1',
+  beat: 'beat-3',
+  removeProcess: 'remove-process-3',
+  addReference: 'add-reference-3',
+  removeReference: 'remove-reference-4',
+  countReferences: 'count-references-3',
+  incrementTimesModified: 'increment-times-modified-1',
+  timesModified: 'times-modified-1',
+  extendClaim: 'extend-claim-2',
+  finishCompletion: 'finish-completion-2',
+  abandonCompletion: 'abandon-completion-2',
+  reap: 'reap-1',
+  findPending: 'find-pending-1',
+  claimPending: 'claim-pending-3',
+  readReference: 'read-reference-1',
+  readProcesses: 'read-processes-1',
 } as const satisfies Record<keyof LuaScripts, string>;
 
 // Shared fragments, BullMQ-style: a whole line `--- @include "includes/x.lua"`.

@@ -17,6 +17,8 @@ ARGV[8]  a fresh random epoch, used if the marker must be recreated
 ARGV[9]  maxTtl: longest lease any process may hold, in ms
 ARGV[10] fenceTtl: ms to keep the fence key after a grant
 ARGV[11] wake-up channel of this lock
+ARGV[12] the key as the caller gave it when the key names hash it, else ''
+         (kept in the lock hash's 'key' field for `disref status`)
 
 Returns {1, fence, epoch} when granted (the same fence again when this owner
 already holds the lock, with its lease renewed), or {0, retryAfter, epoch}
@@ -30,13 +32,21 @@ queued behind them can join.
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/marker.lua"
+--- @include "includes/lock-name.lua"
 --- @include "includes/lock-state.lua"
 
 local lock_key, queue_key, fence_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, mode = ARGV[1], ARGV[2]
 local ttl, fair, wait, waiter_ttl = tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5] == '1', tonumber(ARGV[6])
-local channel = ARGV[11]
+local channel, original_key = ARGV[11], ARGV[12]
 local now = now_ms()
+
+-- Called whenever an entry is written: the hash of a hashed key says which key it is.
+local function remember_name()
+  if original_key ~= '' then
+    redis.call('HSET', lock_key, 'key', original_key)
+  end
+end
 
 local epoch, quarantine = check_marker(marker_key, now, ARGV[7], ARGV[8], tonumber(ARGV[9]))
 if quarantine > now then
@@ -96,6 +106,7 @@ if grantable then
   state.pending[owner] = nil
   redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
   redis.call('ZREM', queue_key, owner)
+  remember_name()
   local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
   redis.call('SET', fence_key, fmt(fence), 'PX', ARGV[10])
   state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
@@ -124,6 +135,9 @@ if wait then
   elseif mode == 'exclusive' then
     state.pending[owner] = expires
     redis.call('HSET', lock_key, 'p:' .. owner, fmt(expires))
+  end
+  if state.waiting[owner] or state.pending[owner] then
+    remember_name()
   end
   save_expiry(state, lock_key, queue_key)
 end

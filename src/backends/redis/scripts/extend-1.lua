@@ -8,6 +8,7 @@ Returns 1 when extended; 0 when the owner no longer holds the lock (expired,
 released, taken over, or the store lost it).
 ]]
 --- @include "includes/time.lua"
+--- @include "includes/lock-name.lua"
 
 local lock_key, field, ttl = KEYS[1], 'h:' .. ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
@@ -18,6 +19,7 @@ end
 local mode, fence, expires = string.match(value, '^(%S+) (%S+) (%S+)$')
 if tonumber(expires) <= now then
   redis.call('HDEL', lock_key, field)
+  drop_if_only_name(lock_key)
   return 0
 end
 redis.call('HSET', lock_key, field, mode .. ' ' .. fence .. ' ' .. fmt(now + ttl))

@@ -5,10 +5,12 @@ KEYS[2]  queue  sorted set, fair waiters in arrival order
 ARGV[1]  wake-up channel of this lock (woken when an expired holder is dropped)
 
 Returns nil when nobody holds the lock and no fair waiter is queued; else
-{waiters, owner1, mode1, fence1, ttlLeft1, owner2, ...}: waiters counts fair
-waiters and pending writers; ttlLeft is the ms left on that lease.
+{waiters, key, owner1, mode1, fence1, ttlLeft1, owner2, ...}: waiters counts
+fair waiters and pending writers; key is the original key when the key names
+hash it (else ''); ttlLeft is the ms left on that lease.
 ]]
 --- @include "includes/time.lua"
+--- @include "includes/lock-name.lua"
 --- @include "includes/lock-state.lua"
 
 local now = now_ms()
@@ -16,7 +18,7 @@ local state = read_lock(KEYS[1], KEYS[2], now)
 if state.pruned then
   redis.call('PUBLISH', ARGV[1], 'expired')
 end
-local reply = { #state.queue }
+local reply = { #state.queue, redis.call('HGET', KEYS[1], 'key') or '' }
 for _ in pairs(state.pending) do
   reply[1] = reply[1] + 1
 end
@@ -26,7 +28,7 @@ for owner, holder in pairs(state.holders) do
   reply[#reply + 1] = holder.fence
   reply[#reply + 1] = math.max(0, holder.expires - now)
 end
-if #reply == 1 and #state.queue == 0 then
+if #reply == 2 and #state.queue == 0 then
   return nil
 end
 return reply

@@ -9,6 +9,7 @@ Returns 1 when this owner held a live lease (now released, waiters woken);
 a stale release never frees another owner's lock. The fence key stays.
 ]]
 --- @include "includes/time.lua"
+--- @include "includes/lock-name.lua"
 
 local lock_key, field = KEYS[1], 'h:' .. ARGV[1]
 local value = redis.call('HGET', lock_key, field)
@@ -16,6 +17,7 @@ if not value then
   return 0
 end
 redis.call('HDEL', lock_key, field)
+drop_if_only_name(lock_key)
 local expires = tonumber(string.match(value, '(%S+)$'))
 if expires <= now_ms() then
   return 0

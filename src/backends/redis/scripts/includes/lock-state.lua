@@ -1,5 +1,5 @@
 --[[ Fragment: reading and writing one lock's state. Included after
-includes/time.lua by acquire-4.lua, inspect-2.lua.
+includes/time.lua and includes/lock-name.lua by acquire-4.lua, inspect-2.lua.
 
 Layout of a lock (all keys share the hash tag, so one Cluster slot):
   lock   hash, one field per holder or waiter:
@@ -7,6 +7,7 @@ Layout of a lock (all keys share the hash tag, so one Cluster slot):
            'w:' .. owner -> '<mode> <expiresAt>'          fair waiter
            'p:' .. owner -> '<expiresAt>'                 pending writer (an
                             unfair exclusive waiter; new readers wait for it)
+           'key'         -> the original key, when the key names hash it
          mode is 'exclusive' or 'shared'; times are server ms. The key
          expires with its last entry.
   queue  sorted set of fair waiters: owner -> arrival number (FIFO order).
@@ -56,6 +57,7 @@ local function read_lock(lock_key, queue_key, now)
   end
   if #dead > 0 then
     redis.call('HDEL', lock_key, unpack(dead))
+    drop_if_only_name(lock_key)
   end
   -- The queue gives the order; the hash says who is still waiting.
   local gone = {}

@@ -1,0 +1,171 @@
+/**
+ * What a namespace holds on Redis, for `disref status`: SCAN finds the
+ * namespace's lock and resource hashes (bounded steps, never KEYS, which
+ * blocks the server), the existing scripts read each one, and the process
+ * registry is read whole.
+ * @module
+ */
+import type {
+  HolderState,
+  LockMode,
+  LockState,
+  ProcessState,
+  ResourceState,
+  StoreSnapshot,
+} from '../../backend.js';
+import { namespacePrefix, processesKey } from './keys.js';
+import type { ScriptRunner } from './redis-references.js';
+import type { LuaScripts } from './scripts.js';
+
+/** What {@link takeSnapshot} needs from the backend. */
+export interface SnapshotSource extends ScriptRunner {
+  readonly namespace: string;
+  readonly scripts: LuaScripts;
+  /** One SCAN step (see `RedisConnection.scan`). */
+  scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
+}
+
+/** Keys SCAN looks at per step: large enough to be quick, small enough not to stall the server. */
+const SCAN_COUNT = 500;
+/** Most SCAN steps: about a million keys looked at, on a server shared with much else. */
+const MAX_SCAN_STEPS = 2_000;
+/** Most locks and resources listed; status is for people, who cannot read more. */
+const MAX_LISTED = 10_000;
+/** Hashes read at once (pipelined on the one connection). */
+const READ_CONCURRENCY = 50;
+
+/**
+ * A lock's state from the `inspect-2` reply, or null when it is free.
+ * `key` names it unless the lock hash stored the key (hashed key names).
+ */
+export function parseLockState(reply: unknown, key: string): LockState | null {
+  if (!Array.isArray(reply)) return null;
+  const [waiters, stored, ...flat] = reply as unknown[];
+  const holders: HolderState[] = [];
+  for (let i = 0; i + 3 < flat.length; i += 4) {
+    holders.push({
+      owner: String(flat[i]),
+      mode: String(flat[i + 1]) as LockMode,
+      fence: Number(flat[i + 2]),
+      ttlLeft: Number(flat[i + 3]),
+    });
+  }
+  const name = typeof stored === 'string' && stored !== '' ? stored : key;
+  return { key: name, holders, waiters: Number(waiters) };
+}
+
+export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapshot> {
+  const { lockKeys, referenceKeys, incomplete } = await scanNamespace(source);
+  const locks = await mapLimited(lockKeys, (lockKey) => readLock(source, lockKey));
+  const references = await mapLimited(referenceKeys, (refKey) => readReference(source, refKey));
+  return {
+    locks: locks.filter((lock): lock is LockState => lock !== null),
+    references: references.filter((ref): ref is ResourceState => ref !== null),
+    processes: await readProcesses(source),
+    incomplete,
+  };
+}
+
+/** The namespace's lock hashes (`NS:{k:..}:lock`) and resource hashes (`NS:{r:..}:ref`). */
+async function scanNamespace(source: SnapshotSource): Promise<{
+  lockKeys: string[];
+  referenceKeys: string[];
+  incomplete: string | undefined;
+}> {
+  // Lock and resource keys start `NS:{`; namespace-wide keys start `{NS}:`, so they never match.
+  const pattern = `${escapeGlob(source.namespace)}:{*`;
+  const lockKeys = new Set<string>();
+  const referenceKeys = new Set<string>();
+  let cursor = '0';
+  for (let step = 0; ; step++) {
+    const [next, keys] = await source.scan(cursor, pattern, SCAN_COUNT);
+    // SCAN may return a key twice; the sets keep one.
+    for (const key of keys) {
+      if (key.endsWith('}:lock')) lockKeys.add(key);
+      else if (key.endsWith('}:ref')) referenceKeys.add(key);
+    }
+    cursor = next;
+    if (cursor === '0')
+      return { lockKeys: [...lockKeys], referenceKeys: [...referenceKeys], incomplete: undefined };
+    const listed = lockKeys.size + referenceKeys.size;
+    if (listed >= MAX_LISTED || step + 1 >= MAX_SCAN_STEPS) {
+      return {
+        lockKeys: [...lockKeys],
+        referenceKeys: [...referenceKeys],
+        incomplete:
+          listed >= MAX_LISTED
+            ? `stopped after ${String(listed)} locks and resources; pass a PREFIX to narrow the listing down`
+            : `stopped after looking at ${String(MAX_SCAN_STEPS * SCAN_COUNT)} keys of the server; some locks and resources are not shown`,
+      };
+    }
+  }
+}
+
+async function readLock(source: SnapshotSource, lockKey: string): Promise<LockState | null> {
+  const base = lockKey.slice(0, -':lock'.length);
+  const reply = await source.run(
+    source.scripts.inspect,
+    [lockKey, `${base}:queue`],
+    [`${base}:released`],
+    undefined,
+  );
+  // `NS:{k:KEY}:lock` carries the key; a hashed one (`{h:HEX}`) stores it in the hash.
+  const tag = base.slice(source.namespace.length + 2, -1);
+  return parseLockState(reply, tag.startsWith('k:') ? tag.slice(2) : lockKey);
+}
+
+async function readReference(
+  source: SnapshotSource,
+  refKey: string,
+): Promise<ResourceState | null> {
+  const reply = await source.run(source.scripts.readReference, [refKey], [], undefined);
+  if (!Array.isArray(reply)) return null;
+  const [resource, timesModified, completing, ...holders] = source.expectArray(reply, 3, refKey);
+  return {
+    resource: String(resource),
+    holders: holders.map(String),
+    timesModified: Number(timesModified),
+    completing: Number(completing) === 1,
+  };
+}
+
+async function readProcesses(source: SnapshotSource): Promise<ProcessState[]> {
+  const reply = await source.run(
+    source.scripts.readProcesses,
+    [processesKey(source.namespace)],
+    [namespacePrefix(source.namespace)],
+    undefined,
+  );
+  const [now, ...flat] = source.expectArray(reply, 1, processesKey(source.namespace)).map(String);
+  const processes: ProcessState[] = [];
+  for (let i = 0; i + 4 < flat.length; i += 5) {
+    const [id, expiresAt, beat, host, pid] = flat.slice(i, i + 5) as [
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    processes.push({
+      id,
+      info: host === '' ? undefined : { host, pid: Number(pid) },
+      ttlLeft: Math.max(0, Number(expiresAt) - Number(now)),
+      heartbeatAge: beat === '' ? undefined : Number(now) - Number(beat),
+    });
+  }
+  return processes;
+}
+
+/** `text` matched literally by a SCAN glob pattern. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/** `map` with at most {@link READ_CONCURRENCY} calls in flight. */
+async function mapLimited<T, R>(items: readonly T[], map: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let i = 0; i < items.length; i += READ_CONCURRENCY) {
+    results.push(...(await Promise.all(items.slice(i, i + READ_CONCURRENCY).map(map))));
+  }
+  return results;
+}

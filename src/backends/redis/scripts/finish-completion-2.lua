@@ -1,0 +1,25 @@
+--[[ finish-completion-2.lua: the completion succeeded; end the lifetime.
+
+KEYS[1]  ref      the resource's hash (layout: includes/references.lua)
+KEYS[2]  pending  the pending completions of the resource's kind
+ARGV[1]  resource name
+ARGV[2]  claim token
+
+Returns 1 when this token held the claim: the resource's hash is deleted,
+or, if processes referenced the resource while the completion ran, its
+holders are kept and start a new lifetime (counters and claim reset).
+Returns 0, changing nothing, when the claim is another's.
+]]
+local ref_key, pending_key, name, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if redis.call('HGET', ref_key, 'claim') ~= token then
+  return 0
+end
+redis.call('ZREM', pending_key, name)
+for _, field in ipairs(redis.call('HKEYS', ref_key)) do
+  if string.sub(field, 1, 2) == 'p:' then
+    redis.call('HDEL', ref_key, 'modified', 'attempts', 'completing', 'claim', 'claimUntil')
+    return 1
+  end
+end
+redis.call('DEL', ref_key)
+return 1
