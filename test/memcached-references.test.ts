@@ -186,6 +186,50 @@ describe('memcached references across processes', { skip: !requireServers && una
     return disref.backend;
   };
 
+  it('snapshot shows registered processes, what they hold or left to complete, and those resources’ locks; says what it cannot list', async () => {
+    const namespace = await freshNamespace();
+    const [a, b] = [await join(namespace), await join(namespace)];
+    const ra = await a.reference('snap:1');
+    await b.reference('snap:1');
+    await ra.incrementTimesModified(3);
+    const lease = await a.lock('snap:1').acquire();
+    const unlisted = await a.lock('unreferenced').acquire();
+    // Dereferenced last, with no handler anywhere: it waits, completing, in the pending registry.
+    const warned = new Promise((resolve) => process.once('warning', resolve));
+    assert.equal(await (await b.reference('todo:1')).dereference(), true);
+    await warned;
+
+    const snapshot = await backendOf(a).snapshot();
+    for (const disref of [a, b]) {
+      const seen = snapshot.processes.find(({ id }) => id === disref.id);
+      assert.ok(seen !== undefined, `process ${disref.id} listed`);
+      assert.equal(seen.info?.pid, process.pid);
+      assert.ok(
+        seen.ttlLeft > 0 && seen.ttlLeft <= FAST.processTtl,
+        `ttlLeft ${String(seen.ttlLeft)}`,
+      );
+      assert.ok(seen.heartbeatAge !== undefined && seen.heartbeatAge <= FAST.processTtl);
+    }
+    const references = [...snapshot.references].sort((x, y) =>
+      x.resource.localeCompare(y.resource),
+    );
+    assert.deepEqual(
+      references.map((state) => ({ ...state, holders: [...state.holders].sort() })),
+      [
+        { resource: 'snap:1', holders: [a.id, b.id].sort(), timesModified: 3, completing: false },
+        { resource: 'todo:1', holders: [], timesModified: 0, completing: true },
+      ],
+    );
+    assert.deepEqual(
+      snapshot.locks.map((lock) => [lock.key, lock.holders.map((holder) => holder.fence)]),
+      [['snap:1', [lease.fence]]],
+      'only locks of resources it knows of',
+    );
+    assert.match(snapshot.incomplete ?? '', /memcached cannot list keys/);
+    await lease.release();
+    await unlisted.release();
+  });
+
   it('recovers a holder killed with SIGKILL: its resources complete once each, on live processes', async () => {
     const namespace = await freshNamespace();
     const [a, b] = [await join(namespace, ['crash']), await join(namespace, ['crash'])];
