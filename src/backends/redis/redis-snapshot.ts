@@ -54,6 +54,10 @@ export function parseLockState(reply: unknown, key: string): LockState | null {
   return { key: name, holders, waiters: Number(waiters) };
 }
 
+/**
+ * Locks, references and processes of `source.namespace`. Not one atomic
+ * view: each lock and resource is read atomically, one after another.
+ */
 export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapshot> {
   const { lockKeys, referenceKeys, incomplete } = await scanNamespace(source);
   const locks = await mapLimited(lockKeys, (lockKey) => readLock(source, lockKey));
