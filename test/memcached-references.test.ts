@@ -37,6 +37,16 @@ if (unavailable !== undefined && !requireServers) {
   console.warn(`\n*** SKIPPING the memcached reference tests: ${unavailable} ***\n`);
 }
 
+/** A copy of `items` in random order. */
+function shuffled<T>(items: readonly T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+  }
+  return copy;
+}
+
 /** Waits until `condition` holds, polling; fails after `ms`. */
 async function eventually(
   condition: () => boolean | Promise<boolean>,
@@ -272,22 +282,44 @@ describe('memcached references across processes', { skip: !requireServers && una
     );
   });
 
-  it('gives exactly one true and one completion when 4 processes dereference at once', async () => {
+  it('gives exactly one true and one completion per resource when 4 processes dereference 20 resources at once', async () => {
     const namespace = await freshNamespace();
+    const resources = Array.from({ length: 20 }, (_, i) => `batch:${String(i)}`);
     const started = await Promise.all(Array.from({ length: 4 }, () => startWorker(namespace)));
-    await Promise.all(started.map(([worker]) => worker.ask('ref batch:1')));
+    // Each process takes its 20 references concurrently (one held-list write combines them).
+    await Promise.all(
+      started.flatMap(([worker]) => resources.map((resource) => worker.ask(`ref ${resource}`))),
+    );
     const observer = backendOf(await join(namespace));
-    assert.equal(await observer.countReferences('batch:1'), 4);
-    // All commands are written before any reply is awaited, so the processes really race.
-    const results = await Promise.all(started.map(([worker]) => worker.ask('deref batch:1')));
-    assert.deepEqual(results.filter((result) => result === 'true').length, 1, results.join(' '));
-    assert.equal(await completions(namespace, 'batch:1'), 1);
-    assert.equal(await observer.countReferences('batch:1'), 0);
-    const key = itemName(namespace, 'r', 'batch:1');
-    const [item] = await admin.meta(admin.serverFor(`${namespace}:batch:1`), [
-      { command: 'mg', key, flags: ['v'] },
-    ]);
-    assert.equal(item.status, 'EN', 'the resource item was deleted after its completion');
+    for (const resource of resources) assert.equal(await observer.countReferences(resource), 4);
+    // Every command is written before any reply is awaited, each process in its own random
+    // order, so the processes really race on every resource.
+    const results = await Promise.all(
+      started.map(([worker]) =>
+        Promise.all(
+          shuffled(resources).map(async (resource) => [
+            resource,
+            await worker.ask(`deref ${resource}`),
+          ]),
+        ),
+      ),
+    );
+    for (const resource of resources) {
+      const answers = results.flat().filter(([name]) => name === resource);
+      assert.equal(
+        answers.filter(([, last]) => last === 'true').length,
+        1,
+        `${resource}: ${String(answers)}`,
+      );
+      assert.equal(await completions(namespace, resource), 1, `${resource} completed once`);
+      assert.equal(await observer.countReferences(resource), 0);
+      const [item] = await admin.meta(admin.serverFor(`${namespace}:${resource}`), [
+        { command: 'mg', key: itemName(namespace, 'r', resource), flags: ['v'] },
+      ]);
+      assert.equal(item.status, 'EN', `${resource}: its item was deleted after its completion`);
+    }
+    const snapshot = await observer.snapshot();
+    assert.deepEqual(snapshot.references, [], 'no held lists or pending entries left behind');
   });
 
   it('gives a holder paused past its processTtl a new identity; its stale reference is gone', async () => {
