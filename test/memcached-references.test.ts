@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { connect, type Disref } from '../src/index.js';
+import { BackendError, connect, type Disref } from '../src/index.js';
 import { MemcachedClient } from '../src/backends/memcached/client.js';
 import { markNamespaceFresh } from '../src/backends/memcached/epoch-guard.js';
 import { itemName } from '../src/backends/memcached/keys.js';
@@ -238,6 +238,84 @@ describe('memcached references across processes', { skip: !requireServers && una
     assert.match(snapshot.incomplete ?? '', /memcached cannot list keys/);
     await lease.release();
     await unlisted.release();
+  });
+
+  it('keeps registered processes referencing while the registry server is down, fails new registrations naming it, and retries a completion that failed meanwhile', async () => {
+    const pool = await MemcachedServer.startMany(2);
+    const poolAdmin = new MemcachedClient({
+      servers: pool.map((server) => ({ host: '127.0.0.1', port: server.port })),
+    });
+    const poolUrl = `memcached://${pool.map((server) => server.hostPort).join(',')}`;
+    const namespace = `registry-outage-${String(process.pid)}`;
+    await markNamespaceFresh(poolAdmin, namespace);
+    // Background errors (recovery needs the registry) are expected during the outage.
+    const quietJoin = async (): Promise<Disref> => {
+      const disref = await connect({ url: poolUrl, namespace, ...FAST, onError: () => undefined });
+      open.push(disref);
+      return disref;
+    };
+    try {
+      const probe = await quietJoin();
+      const registryAddress = backendOf(probe).registryAddress;
+      const registryServer = pool.find((server) => server.address === registryAddress);
+      const up = pool.find((server) => server.address !== registryAddress);
+      assert.ok(registryServer !== undefined && up !== undefined);
+      // Processes whose own heartbeat items live on the server that stays up.
+      const kept: Disref[] = [];
+      while (kept.length < 2) {
+        const candidate = await quietJoin();
+        if (poolAdmin.serverFor(`p:${candidate.id}`).address === up.address) kept.push(candidate);
+      }
+      const [a, b] = kept as [Disref, Disref];
+      a.onComplete('out', (resource) => countCompletion(namespace, resource));
+      const onUp: string[] = [];
+      for (let i = 0; onUp.length < 2; i++) {
+        const resource = `out:${String(i)}`;
+        if (backendOf(a).serverAddressOf(resource) === up.address) onUp.push(resource);
+      }
+      const [first, second] = onUp as [string, string];
+      const [a1, a2, b1] = [
+        await a.reference(first),
+        await a.reference(second),
+        await b.reference(first),
+      ];
+
+      await registryServer.stop();
+      // A new process cannot register for references (or start at all, if its heartbeat
+      // item hashes to the stopped server): either way the error names that server.
+      await assert.rejects(
+        async () => (await quietJoin()).reference(first),
+        (error: unknown) => error instanceof BackendError && error.address === registryAddress,
+      );
+      const lease = await a.lock(first).acquire();
+      await lease.release();
+      assert.equal(await a1.count(), 2);
+      assert.equal(await b1.dereference(), false);
+      assert.equal(await a1.dereference(), true, 'the last dereference completes');
+      assert.equal(await completions(namespace, first), 1);
+      await assert.rejects(
+        a2.dereference(() => {
+          throw new Error('fails during the outage');
+        }),
+        /fails during the outage/,
+      );
+
+      // Back, empty: processes register again, and the failed completion is retried.
+      await registryServer.restart();
+      await eventually(
+        async () => (await completions(namespace, second)) === 1,
+        10_000,
+        'the completion that failed during the outage was retried',
+      );
+      assert.ok(
+        (await backendOf(b).snapshot()).processes.some(({ id }) => id === b.id),
+        'b registered again',
+      );
+    } finally {
+      await Promise.all(open.splice(0).map((disref) => disref.close()));
+      poolAdmin.close();
+      await Promise.all(pool.map((server) => server.stop()));
+    }
   });
 
   it('recovers a holder killed with SIGKILL: its resources complete once each, on live processes', async () => {

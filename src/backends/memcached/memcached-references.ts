@@ -40,6 +40,14 @@
  *   the resource item; another process takes over a claim only once it has
  *   expired by more than the clock tolerance.
  *
+ * Registry server down: processes registered before keep referencing,
+ * dereferencing, counting and completing resources on the other servers;
+ * a pending entry that cannot be written is kept in memory and written by
+ * the next recovery round (and the resource stays on the held list, which
+ * covers a crash meanwhile). Registering a new process for references and
+ * recovery itself fail with a `BackendError` naming the server until it is
+ * back.
+ *
  * Clock: `Date.now()` everywhere, with `CLOCK_TOLERANCE` (1 s) added before
  * anyone acts on another process's time (heartbeat or claim), as the lock
  * records do. Correct while the clocks of the processes agree within it.
@@ -80,6 +88,8 @@ import {
 const REAP_BATCH = 16;
 /** Most pending entries one claim attempt looks at. */
 const CLAIM_SCAN = 32;
+/** Resources of a dead process pruned at once (each is a few round trips). */
+const REAP_CONCURRENCY = 8;
 /** Most times a reaper re-reads a held list that kept changing under it. */
 const MAX_REAP_PASSES = 5;
 
@@ -105,6 +115,13 @@ export class MemcachedReferences {
    * back if the registry lost it (eviction), so it stays recoverable.
    */
   private readonly local = new Map<string, { info: ProcessInfo; registered: boolean }>();
+  /**
+   * Pending registrations (resource -> token) that failed because the
+   * registry's server was unreachable, retried at every recovery round, so
+   * a completion that failed during the outage is still retried while this
+   * process lives (its held list covers the case where it dies).
+   */
+  private readonly unqueued = new Map<string, string>();
 
   constructor(client: MemcachedClient, namespace: string) {
     this.client = client;
@@ -215,8 +232,10 @@ export class MemcachedReferences {
         next: this.claimed(record, claim, now + claimTtl, pending),
       };
     });
-    if (outcome.pending !== undefined) await this.pending.put(resource, outcome.pending);
-    await this.held.remove(processId, resource);
+    // Leaves the held list only once queued: if this process dies first, its reaper queues it.
+    if (outcome.pending === undefined || (await this.queue(resource, outcome.pending, true))) {
+      await this.held.remove(processId, resource);
+    }
     return { removed: outcome.removed, claim: outcome.claim };
   }
 
@@ -250,8 +269,9 @@ export class MemcachedReferences {
 
   async finishCompletion(claim: CompletionClaim): Promise<boolean> {
     const outcome = await this.changeResource(claim.resource, (record) => {
-      if (record?.claim?.token !== claim.token)
+      if (record?.claim?.token !== claim.token) {
         return { result: { finished: false, pending: undefined } };
+      }
       const result = { finished: true, pending: record.pending };
       if (record.holders.length === 0) return { result, next: null };
       // Holders that arrived while the completion ran start a new lifetime.
@@ -259,7 +279,13 @@ export class MemcachedReferences {
     });
     const pending = outcome.pending;
     if (pending !== undefined) {
-      await this.pending.remove(claim.resource, (token) => token === pending);
+      if (this.unqueued.get(claim.resource) === pending) this.unqueued.delete(claim.resource);
+      try {
+        await this.pending.remove(claim.resource, (token) => token === pending);
+      } catch (error) {
+        // The completion is done: a stale entry left behind is dropped by a later claim.
+        if (!(error instanceof MemcachedServerError)) throw error;
+      }
     }
     return outcome.finished;
   }
@@ -270,10 +296,14 @@ export class MemcachedReferences {
       return { result: record.pending, next: { ...record, claim: undefined } };
     });
     // Normally queued already when it was claimed; make sure, since recovery starts there.
-    if (pending !== undefined) await this.pending.put(claim.resource, pending);
+    if (pending !== undefined) await this.queue(claim.resource, pending, true);
   }
 
   async reapDeadProcesses(): Promise<number> {
+    for (const [resource, token] of this.unqueued) {
+      await this.pending.put(resource, token);
+      this.unqueued.delete(resource);
+    }
     const registered = await this.registered.read();
     for (const [id, entry] of this.local) {
       if (!registered.has(id)) {
@@ -388,7 +418,11 @@ export class MemcachedReferences {
   private async reap(processId: string): Promise<void> {
     for (let pass = 0; pass < MAX_REAP_PASSES; pass++) {
       const { resources, cas } = await this.held.read(processId);
-      for (const resource of resources) await this.prune(resource, true);
+      for (let i = 0; i < resources.length; i += REAP_CONCURRENCY) {
+        await Promise.all(
+          resources.slice(i, i + REAP_CONCURRENCY).map((resource) => this.prune(resource, true)),
+        );
+      }
       if (await this.held.deleteIf(processId, cas)) {
         await this.registered.remove(processId);
         this.local.delete(processId);
@@ -422,8 +456,26 @@ export class MemcachedReferences {
       if (dead.size === 0 && record.pending !== undefined) return { result };
       return { result, next: { ...record, holders, pending } };
     });
-    if (outcome.pending !== undefined) await this.pending.put(resource, outcome.pending);
+    // A reaper must not delete the held list unless this is queued: no tolerance then.
+    if (outcome.pending !== undefined) await this.queue(resource, outcome.pending, !requeue);
     return outcome.live;
+  }
+
+  /**
+   * Puts `resource` into the pending registry. With `tolerate`, an
+   * unreachable registry server is not an error: the entry is kept here and
+   * written by a later recovery round. Resolves whether it was written.
+   */
+  private async queue(resource: string, token: string, tolerate: boolean): Promise<boolean> {
+    try {
+      await this.pending.put(resource, token);
+      this.unqueued.delete(resource);
+      return true;
+    } catch (error) {
+      if (!tolerate || !(error instanceof MemcachedServerError)) throw error;
+      this.unqueued.set(resource, token);
+      return false;
+    }
   }
 
   private newClaim(resource: string, record: ResourceRecord): CompletionClaim {

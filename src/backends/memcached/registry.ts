@@ -3,9 +3,8 @@
  * one server that rendezvous hashing picks for the namespace's registries,
  * changed by compare-and-swap. memcached cannot list keys, so recovery
  * finds processes and resources awaiting completion here. If that server is
- * down, the operations that need a registry (registering a new process,
- * recovery, a completion that failed) fail with a `BackendError` naming it;
- * reference, dereference and count of resources on other servers go on.
+ * down, what needs a registry fails with a `BackendError` naming it (see
+ * `memcached-references.ts` for what goes on meanwhile).
  *
  * Registries never expire (`T0`) and are bounded by {@link MAX_REGISTRY_BYTES}
  * (a write that would pass it fails with a clear error): entries are
