@@ -80,7 +80,7 @@ export interface LockState {
 /** Called when a lock may have become free; must not throw. */
 export type ReleaseListener = () => void;
 
-export interface Backend {
+export interface Backend extends ReferenceOperations {
   /** Short name used in errors and status, e.g. `memory`, `redis`. */
   readonly name: string;
   /** Address for errors, e.g. `redis://127.0.0.1:6379` (no credentials). */
@@ -110,10 +110,8 @@ export interface Backend {
    * processes. A store that cannot list keys returns what it can and says
    * what it could not in `incomplete`.
    */
-  snapshot?(): Promise<StoreSnapshot>;
+  snapshot(): Promise<StoreSnapshot>;
 
-  /** Records that process `processId` is alive for `ttl` ms more. */
-  heartbeat(processId: string, ttl: number): Promise<void>;
   /** Forgets a process that closed. */
   removeProcess(processId: string): Promise<void>;
 
@@ -216,11 +214,6 @@ export interface ReferenceOperations {
     kinds: readonly string[],
     claimTtl: number,
   ): Promise<CompletionClaim | null>;
-}
-
-/** Whether a backend implements reference counting. */
-export function hasReferences(backend: Backend): backend is Backend & ReferenceOperations {
-  return typeof (backend as Partial<ReferenceOperations>).addReference === 'function';
 }
 
 /** The kind of a resource: the text before the first ':' (the whole name without one). */

@@ -8,7 +8,7 @@
  * exactly-once when nothing fails: handlers should be idempotent.
  * @module
  */
-import { kindOf, type Backend, type CompletionClaim, type ReferenceOperations } from './backend.js';
+import { kindOf, type Backend, type CompletionClaim } from './backend.js';
 import { InvalidArgumentError } from './errors.js';
 import { publish } from './events.js';
 import { performance } from 'node:perf_hooks';
@@ -32,16 +32,12 @@ const RECOVERY_BATCH = 16;
 
 export class Completions {
   readonly #session: Session;
-  readonly #backend: Backend & ReferenceOperations;
+  readonly #backend: Backend;
   readonly #handlers = new Map<string, CompletionHandler>();
   readonly #onError: (error: unknown) => void;
   #recovering: Promise<void> | undefined;
 
-  constructor(
-    session: Session,
-    backend: Backend & ReferenceOperations,
-    onError: (error: unknown) => void,
-  ) {
+  constructor(session: Session, backend: Backend, onError: (error: unknown) => void) {
     this.#session = session;
     this.#backend = backend;
     this.#onError = onError;

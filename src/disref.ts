@@ -3,7 +3,7 @@
  * (identity + heartbeat) and the backend, and making every lock kind.
  * @module
  */
-import { hasReferences, type Backend } from './backend.js';
+import type { Backend } from './backend.js';
 import { Completions, type CompletionHandler } from './completion.js';
 import { Reference } from './reference.js';
 import { MemcachedBackend } from './backends/memcached/memcached-backend.js';
@@ -102,7 +102,7 @@ export class Disref implements AsyncDisposable {
   readonly #session: Session;
   readonly #defaults: LockOptions;
   readonly #maxTtl: number;
-  readonly #completions: Completions | undefined;
+  readonly #completions: Completions;
   readonly #references = new Map<string, Reference>();
   /** The namespace every key is written under. */
   readonly namespace: string;
@@ -121,10 +121,7 @@ export class Disref implements AsyncDisposable {
     this.namespace = options.namespace;
     this.#defaults = options.defaults;
     this.#maxTtl = options.maxTtl;
-    const backend = session.backend;
-    this.#completions = hasReferences(backend)
-      ? new Completions(session, backend, options.onError)
-      : undefined;
+    this.#completions = new Completions(session, session.backend, options.onError);
     // Open references keep this process registered after close(), to be recovered like a crash.
     session.keepRegisteredOnCloseWhile(() => this.openReferences().length > 0);
   }
@@ -195,12 +192,11 @@ export class Disref implements AsyncDisposable {
    */
   async reference(resource: string): Promise<Reference> {
     validateKey(resource, 'resource');
-    const completions = this.#referenceSupport();
+    const completions = this.#completions;
     this.#session.assertOpen();
     const existing = this.#references.get(resource);
     if (existing?.held === true) return existing;
     const backend = this.#session.backend;
-    if (!hasReferences(backend)) throw new Error('unreachable: references without support');
     if (!(await backend.addReference(resource, this.#session.id))) {
       // The store declared this process dead (a long pause): continue under a new identity.
       await this.#session.beat();
@@ -245,7 +241,7 @@ export class Disref implements AsyncDisposable {
     if (typeof handler !== 'function') {
       throw new InvalidArgumentError('handler', 'a function', handler);
     }
-    this.#referenceSupport().register(kind, handler);
+    this.#completions.register(kind, handler);
   }
 
   /** Resources this process still holds a reference to. */
@@ -257,7 +253,7 @@ export class Disref implements AsyncDisposable {
 
   /** Runs one recovery round now (it also runs after every heartbeat). */
   async recover(): Promise<void> {
-    await this.#referenceSupport().recover();
+    await this.#completions.recover();
   }
 
   /**
@@ -276,17 +272,6 @@ export class Disref implements AsyncDisposable {
       );
     }
     await this.#session.close();
-  }
-
-  #referenceSupport(): Completions {
-    if (this.#completions === undefined) {
-      throw new InvalidArgumentError(
-        'reference',
-        `a backend with reference counting; the ${this.#session.backend.name} backend has none yet`,
-        this.#session.backend.name,
-      );
-    }
-    return this.#completions;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

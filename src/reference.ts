@@ -4,7 +4,7 @@
  * the last `dereference()` runs the resource's completion once.
  * @module
  */
-import { kindOf, type Backend, type ReferenceOperations } from './backend.js';
+import { kindOf, type Backend } from './backend.js';
 import type { CompletionHandler, Completions } from './completion.js';
 import { InvalidArgumentError } from './errors.js';
 import type { Lock } from './locks/lock.js';
@@ -15,7 +15,7 @@ import { validateDuration } from './validate.js';
 /** What a Reference needs from the Disref that made it. */
 export interface ReferenceContext {
   readonly session: Session;
-  readonly backend: Backend & ReferenceOperations;
+  readonly backend: Backend;
   readonly completions: Completions;
   readonly lock: (key: string, options?: LockOptions) => Lock;
   /** Called once the reference is gone (dereferenced or found stale). */

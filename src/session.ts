@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
-import { hasReferences, type Backend } from './backend.js';
+import type { Backend } from './backend.js';
 import { BackendError } from './errors.js';
 
 /** Something the session releases when it closes (a held lease). */
@@ -101,10 +101,6 @@ export class Session {
    * a new identity. Resolves whether the identity changed.
    */
   async beat(first = false): Promise<boolean> {
-    if (!hasReferences(this.backend)) {
-      await this.backend.heartbeat(this.currentId, this.processTtl);
-      return false;
-    }
     if (await this.backend.beat(this.currentId, this.processTtl, first, PROCESS_INFO)) return false;
     this.currentId = randomUUID();
     await this.backend.beat(this.currentId, this.processTtl, true, PROCESS_INFO);

@@ -32,7 +32,6 @@
  * others for at most ttl + CLOCK_TOLERANCE while clocks agree.
  * @module
  */
-import { hostname } from 'node:os';
 import type {
   AcquireRequest,
   AcquireResult,
@@ -261,17 +260,6 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
         waiters: record.pendingWriters.length,
       };
     });
-  }
-
-  /**
-   * The heartbeat of a lock-only user of the Backend interface (sessions
-   * call {@link beat}): renews the process, or registers it again if it had
-   * run out, so it keeps no references across that.
-   */
-  async heartbeat(processId: string, ttl: number): Promise<void> {
-    const info = { host: hostname(), pid: process.pid };
-    if (!(await this.beat(processId, ttl, false, info)))
-      await this.beat(processId, ttl, true, info);
   }
 
   async removeProcess(processId: string): Promise<void> {

@@ -65,13 +65,7 @@ export class MemoryBackend implements Backend, ReferenceOperations {
     return Promise.resolve(state === null ? null : { ...state, key });
   }
 
-  heartbeat(processId: string, ttl: number): Promise<void> {
-    this.store.heartbeat(`${this.namespace}\0${processId}`, ttl);
-    return Promise.resolve();
-  }
-
   removeProcess(processId: string): Promise<void> {
-    this.store.removeProcess(`${this.namespace}\0${processId}`);
     this.references.remove(processId);
     return Promise.resolve();
   }

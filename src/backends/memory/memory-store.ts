@@ -43,7 +43,6 @@ export class MemoryStore {
   /** Last fence per key; kept after release while it is ahead of the clock-derived floor. */
   private readonly fences = new Map<string, number>();
   private readonly listeners = new Map<string, Set<ReleaseListener>>();
-  private readonly processes = new Map<string, number>();
   private readonly referenceSpaces = new Map<string, ReferenceSpace>();
   /** No grants before this monotonic time (after a simulated data loss). */
   private quarantineUntil = 0;
@@ -150,14 +149,6 @@ export class MemoryStore {
     return states;
   }
 
-  heartbeat(processId: string, ttl: number): void {
-    this.processes.set(processId, performance.now() + ttl);
-  }
-
-  removeProcess(processId: string): void {
-    this.processes.delete(processId);
-  }
-
   /** The reference counting state of `namespace`. */
   references(namespace: string): ReferenceSpace {
     let space = this.referenceSpaces.get(namespace);
@@ -184,7 +175,6 @@ export class MemoryStore {
     }
     this.locks.clear();
     this.fences.clear();
-    this.processes.clear();
     this.referenceSpaces.clear();
     for (const key of keys) this.notify(key);
   }
