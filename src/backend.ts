@@ -29,6 +29,11 @@ export interface Capabilities {
   readonly listKeys: boolean;
   /** Several OS processes can share the store. */
   readonly crossProcess: boolean;
+  /**
+   * A release grants the lock to the queued waiters that can have it next
+   * (see {@link HandOff}), instead of letting them race for it.
+   */
+  readonly handOff: boolean;
 }
 
 export interface AcquireRequest {
@@ -46,7 +51,9 @@ export interface AcquireRequest {
   /**
    * When denied, register as a waiter (in the queue when `fair`, else as a
    * pending writer so readers cannot starve writers) until `leave()` or until
-   * the registration expires `waiterTtl` ms after this call.
+   * the registration expires `waiterTtl` ms after this call. A queued waiter
+   * may be handed the lock by a release (with `ttl` from then on): see
+   * {@link HandOff}.
    */
   readonly wait: boolean;
   /** How long a waiter registration lives without being renewed by a new attempt. */
@@ -77,8 +84,22 @@ export interface LockState {
   readonly waiters: number;
 }
 
-/** Called when a lock may have become free; must not throw. */
-export type ReleaseListener = () => void;
+/**
+ * The store gave a released lock straight to a queued waiter (fair mode):
+ * that waiter holds it from now on, with this fence, and needs no further
+ * round trip to take it.
+ */
+export interface HandOff {
+  readonly owner: string;
+  readonly fence: number;
+}
+
+/**
+ * Called when a lock may have become free, or with `handOff` when the store
+ * granted it to a queued waiter (listeners of other owners ignore those).
+ * Must not throw.
+ */
+export type ReleaseListener = (handOff?: HandOff) => void;
 
 export interface Backend extends ReferenceOperations {
   /** Short name used in errors and status, e.g. `memory`, `redis`. */
@@ -93,7 +114,10 @@ export interface Backend extends ReferenceOperations {
   extend(key: string, owner: string, ttl: number): Promise<boolean>;
   /** Releases if `owner` still holds it; wakes waiters. Never frees another owner's lock. */
   release(key: string, owner: string): Promise<boolean>;
-  /** Removes a waiter registration (gave up, timed out, aborted); wakes the others. */
+  /**
+   * Removes a waiter registration (gave up, timed out, aborted), and
+   * releases the lock if a hand-off granted it meanwhile; wakes the others.
+   */
   leave(key: string, owner: string): Promise<void>;
   /**
    * Calls `listener` whenever the lock at `key` may have become free.

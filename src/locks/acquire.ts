@@ -57,11 +57,44 @@ export async function acquireHeld(
   const wakeup = new Wakeup();
   let unsubscribe: (() => void) | undefined;
   let registered = false;
+  /** A grant the store made to this waiter on release (fair queue), and when it was seen. */
+  let handOff: { fence: number; seenAt: number } | undefined;
+  // Read through a function: the listener sets `handOff` between awaits, which narrowing cannot see.
+  const handedOff = (): { fence: number; seenAt: number } | undefined => handOff;
+  let lastAttemptStart = calledAt;
+  // On a notifying backend, attempts also renew the queue entry and bound how
+  // stale `lastAttemptStart` is, which a handed-off lease counts its validity from.
+  const pause = notifying
+    ? Math.max(1, Math.min(pollInterval, Math.floor(options.ttl / 4)))
+    : options.retryInterval;
+
+  const take = async (fence: number, attemptStart: number): Promise<HeldLock> => {
+    registered = false;
+    const held = new HeldLock({ session, key, owner, fence, ttl: options.ttl, attemptStart });
+    if (signal.aborted) {
+      // The grant raced an abort: give it back instead of leaking it.
+      await held.releaseOnClose();
+      signal.throwIfAborted();
+    }
+    publish('lockAcquired', () => ({
+      key,
+      fence,
+      backend: backend.name,
+      waitedMs: performance.now() - calledAt,
+    }));
+    return held;
+  };
+
   try {
     for (;;) {
+      // Handed the lock on release: it was granted after our last attempt started,
+      // so counting the lease from that moment never overstates it.
+      const granted = handedOff();
+      if (granted !== undefined) return await take(granted.fence, lastAttemptStart);
       signal.throwIfAborted();
       wakeup.reset();
       const attemptStart = performance.now();
+      lastAttemptStart = attemptStart;
       const result = await backend.acquire({
         key,
         owner,
@@ -71,30 +104,12 @@ export async function acquireHeld(
         wait,
         waiterTtl,
       });
-      if (result.granted) {
-        registered = false;
-        const held = new HeldLock({
-          session,
-          key,
-          owner,
-          fence: result.fence,
-          ttl: options.ttl,
-          attemptStart,
-        });
-        if (signal.aborted) {
-          // The grant raced an abort: give it back instead of leaking it.
-          await held.releaseOnClose();
-          signal.throwIfAborted();
-        }
-        publish('lockAcquired', () => ({
-          key,
-          fence: held.fence,
-          backend: backend.name,
-          waitedMs: performance.now() - calledAt,
-        }));
-        return held;
-      }
+      if (result.granted) return await take(result.fence, attemptStart);
       registered = wait;
+      // A hand-off seen before an attempt that was then denied has run out since.
+      const stale = handedOff();
+      if (stale !== undefined && stale.seenAt < attemptStart) handOff = undefined;
+      if (handedOff() !== undefined) continue;
       const left = deadline - performance.now();
       if (left <= 0) {
         if (!call.throwOnTimeout) return null;
@@ -104,13 +119,18 @@ export async function acquireHeld(
         // Subscribe only once denied, so an uncontended acquire is one round trip; then try
         // again at once, since the release may have come before the subscription was live.
         // Even a polling backend wakes waiters at once for releases made in this process.
-        unsubscribe = await backend.onRelease(key, () => {
-          wakeup.wake();
+        unsubscribe = await backend.onRelease(key, (granted) => {
+          if (granted === undefined) {
+            wakeup.wake();
+          } else if (granted.owner === owner) {
+            handOff = { fence: granted.fence, seenAt: performance.now() };
+            wakeup.wake();
+          }
         });
         continue;
       }
-      const pause = notifying ? pollInterval : jitter(pollInterval);
-      await wakeup.wait(Math.min(result.retryAfter, pause, left), signal);
+      const delay = notifying ? pause : jitter(pause);
+      await wakeup.wait(Math.min(result.retryAfter, delay, left), signal);
     }
   } finally {
     linked.dispose();

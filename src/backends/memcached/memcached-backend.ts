@@ -128,6 +128,7 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
     sharedLocks: true,
     listKeys: false,
     crossProcess: true,
+    handOff: false,
   };
   /** The client, for tools and tests (stats, flush). */
   readonly client: MemcachedClient;

@@ -28,6 +28,7 @@ export class MemoryBackend implements Backend, ReferenceOperations {
     sharedLocks: true,
     listKeys: true,
     crossProcess: false,
+    handOff: true,
   };
   /** The shared store; exposed for tests that simulate a store losing its data. */
   readonly store: MemoryStore;

@@ -6,6 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type {
+  HandOff,
   AcquireRequest,
   AcquireResult,
   LockMode,
@@ -23,6 +24,8 @@ interface Holder {
 interface Waiter {
   readonly owner: string;
   readonly mode: LockMode;
+  /** The lease length a hand-off grants. */
+  readonly ttl: number;
   expiresAt: number;
 }
 
@@ -92,17 +95,22 @@ export class MemoryStore {
     const holder = record.holders.get(owner);
     const released = holder !== undefined && holder.expiresAt > now;
     record.holders.delete(owner);
+    const handOffs = this.handOff(key, record, now);
     this.cleanup(key, record, now);
-    if (released) this.notify(key);
+    if (released || handOffs.length > 0) this.notify(key, handOffs);
     return released;
   }
 
   leave(key: string, owner: string): void {
     const record = this.locks.get(key);
     if (record === undefined) return;
-    const wasWaiting = this.removeWaiter(record, owner);
-    this.cleanup(key, record, performance.now());
-    if (wasWaiting) this.notify(key);
+    const now = performance.now();
+    // A hand-off may have granted the lock to this waiter as it gave up: give it back.
+    const handedOff = record.holders.delete(owner);
+    const wasWaiting = this.removeWaiter(record, owner) || handedOff;
+    const handOffs = this.handOff(key, record, now);
+    this.cleanup(key, record, now);
+    if (wasWaiting) this.notify(key, handOffs);
   }
 
   onRelease(key: string, listener: ReleaseListener): () => void {
@@ -207,7 +215,31 @@ export class MemoryStore {
     for (const [owner, expiresAt] of record.pendingWriters) {
       if (expiresAt <= now) record.pendingWriters.delete(owner);
     }
-    if (holderExpired || record.queue.length !== before) this.notifySoon(key);
+    if (holderExpired || record.queue.length !== before) {
+      this.notifySoon(key, this.handOff(key, record, now));
+    }
+  }
+
+  /**
+   * Grants the lock to the waiters at the head of the queue that can have it
+   * now (one writer, or a run of readers), so a release needs no further
+   * round trip from the next holder.
+   */
+  private handOff(key: string, record: LockRecord, now: number): HandOff[] {
+    const handOffs: HandOff[] = [];
+    if (now < this.quarantineUntil) return handOffs;
+    for (;;) {
+      const head = record.queue[0];
+      if (head === undefined || head.expiresAt <= now) return handOffs;
+      for (const holder of record.holders.values()) {
+        if (head.mode === 'exclusive' || holder.mode === 'exclusive') return handOffs;
+      }
+      if (head.mode === 'shared' && record.pendingWriters.size > 0) return handOffs;
+      record.queue.shift();
+      const fence = this.nextFence(key);
+      record.holders.set(head.owner, { mode: head.mode, fence, expiresAt: now + head.ttl });
+      handOffs.push({ owner: head.owner, fence });
+    }
   }
 
   private grantable(record: LockRecord, request: AcquireRequest): boolean {
@@ -233,7 +265,12 @@ export class MemoryStore {
     if (request.fair) {
       const queued = record.queue.find((waiter) => waiter.owner === request.owner);
       if (queued === undefined) {
-        record.queue.push({ owner: request.owner, mode: request.mode, expiresAt });
+        record.queue.push({
+          owner: request.owner,
+          mode: request.mode,
+          ttl: request.ttl,
+          expiresAt,
+        });
       } else {
         queued.expiresAt = expiresAt;
       }
@@ -266,18 +303,22 @@ export class MemoryStore {
     if (fence !== undefined && fence < Date.now() * FENCES_PER_MS) this.fences.delete(key);
   }
 
-  private notify(key: string): void {
+  private notify(key: string, handOffs: readonly HandOff[] = []): void {
     const set = this.listeners.get(key);
     if (set === undefined) return;
-    for (const listener of [...set]) listener();
+    for (const listener of [...set]) {
+      listener();
+      for (const handOff of handOffs) listener(handOff);
+    }
   }
 
   /** Wakes waiters after the current synchronous operation has finished. */
-  private notifySoon(key: string): void {
-    if (this.listeners.has(key))
+  private notifySoon(key: string, handOffs: readonly HandOff[]): void {
+    if (this.listeners.has(key)) {
       queueMicrotask(() => {
-        this.notify(key);
+        this.notify(key, handOffs);
       });
+    }
   }
 }
 

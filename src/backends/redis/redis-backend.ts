@@ -77,6 +77,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     sharedLocks: true,
     listKeys: true,
     crossProcess: true,
+    handOff: false,
   };
   private readonly namespace: string;
   private readonly maxTtl: number;
