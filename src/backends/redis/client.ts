@@ -3,16 +3,24 @@
  * EVAL, SCAN, SUBSCRIBE, UNSUBSCRIBE, QUIT), over either client users have:
  * ioredis (created by disref from a URL, loaded lazily, or passed in) or
  * node-redis (`@redis/client`, only when passed in; never imported, so it
- * stays an optional peer dependency).
+ * stays an optional peer dependency). Redis Cluster (ioredis `Cluster`) is
+ * in `cluster-client.ts`.
  * @module
  */
 import { isIP } from 'node:net';
 import type { RedisOptions } from 'ioredis';
 import { redactUrl, type StoreAddress } from '../../config.js';
 import { BackendError, InvalidArgumentError } from '../../errors.js';
+import type { IoredisClusterClient } from './cluster-client.js';
+import type { PublishCommand } from './scripts.js';
 
 /** What the backend needs from a connection; one implementation per client library. */
 export interface RedisConnection {
+  /**
+   * How the scripts wake waiters: PUBLISH, or SPUBLISH on a Redis 7+
+   * cluster (the subscriber then uses SSUBSCRIBE to match).
+   */
+  readonly publish: PublishCommand;
   /** EVALSHA; rejects with an error whose message starts with `NOSCRIPT` when the script is not cached. */
   evalsha(sha: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /** EVAL with the full script text (the server caches it). */
@@ -91,11 +99,12 @@ export interface NodeRedisSubscriberClient {
 
 /**
  * A Redis client you pass to `connect({ redis })`: an ioredis `Redis`
- * instance, or a connected node-redis (`@redis/client`) client. disref sends
- * its scripts through it, opens one duplicate for wake-ups (closed by
- * `disref.close()`), and never closes the client itself.
+ * instance, an ioredis `Cluster`, or a connected node-redis
+ * (`@redis/client`) client. disref sends its scripts through it, opens one
+ * duplicate for wake-ups (closed by `disref.close()`), and never closes the
+ * client itself.
  */
-export type RedisClientLike = IoredisClient | NodeRedisClient;
+export type RedisClientLike = IoredisClient | IoredisClusterClient | NodeRedisClient;
 
 /** How long disref waits for a TCP (and TLS) connection to a server, in ms. */
 export const CONNECT_TIMEOUT = 3_000;
@@ -160,9 +169,11 @@ export async function createIoredisConnection(address: RedisUrlAddress): Promise
 }
 
 /**
- * Wraps a client passed to `connect({ redis })`. Throws
+ * Wraps a single-server client passed to `connect({ redis })`. Throws
  * `InvalidArgumentError` for anything that is not an ioredis or node-redis
- * client (or is a cluster client: `redis-cluster://` is not built yet).
+ * client, and for cluster clients (an ioredis `Cluster` goes through
+ * `connectionForCluster` in cluster-client.ts; node-redis cluster clients
+ * are not supported).
  */
 export function connectionForClient(
   client: unknown,
@@ -172,11 +183,18 @@ export function connectionForClient(
     throw new InvalidArgumentError(argument, 'an ioredis or node-redis client', client);
   }
   const candidate = client as Record<string, unknown>;
-  if (candidate.isCluster === true || typeof candidate.getMasters === 'function') {
+  if (candidate.isCluster === true) {
     throw new InvalidArgumentError(
       argument,
-      'a single-server Redis client; Redis Cluster clients are not supported yet',
-      'a cluster client',
+      'a single-server Redis client here; pass an ioredis Cluster to connect({ redis }) itself',
+      'an ioredis Cluster',
+    );
+  }
+  if (typeof candidate.getMasters === 'function' || typeof candidate.getSlotMaster === 'function') {
+    throw new InvalidArgumentError(
+      argument,
+      'an ioredis `Cluster` for Redis Cluster (node-redis cluster clients are not supported)',
+      'a node-redis cluster client',
     );
   }
   if (
@@ -208,6 +226,7 @@ export function connectionForClient(
 
 function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean }): RedisConnection {
   return {
+    publish: 'PUBLISH',
     evalsha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
     eval: (script, keys, args) => client.eval(script, keys.length, ...keys, ...args),
     scan: (cursor, pattern, count) => client.scan(cursor, 'MATCH', pattern, 'COUNT', count),
@@ -235,7 +254,8 @@ function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean })
   };
 }
 
-async function quitIoredis(client: {
+/** Quits an ioredis client (or Cluster) gracefully, then drops its sockets. */
+export async function quitIoredis(client: {
   readonly status?: string;
   quit(): Promise<unknown>;
   disconnect(): void;
@@ -250,6 +270,7 @@ async function quitIoredis(client: {
 
 function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
   return {
+    publish: 'PUBLISH',
     evalsha: (sha, keys, args) =>
       client.sendCommand(['EVALSHA', sha, String(keys.length), ...keys, ...args]),
     eval: (script, keys, args) =>

@@ -9,6 +9,9 @@
  *   `ns:{h:<hex>}:lock`. The `k:` / `h:` prefixes keep the two forms apart;
  * - a reference-counted resource: `ns:{r:resource}:ref`, or
  *   `ns:{rh:<hex>}:ref` for long names or names holding `}` (same rule);
+ * - on Redis Cluster, one data-loss marker per hash slot a namespace uses,
+ *   `ns:{m:TAG}:marker`, with TAG chosen so the key lands in that slot
+ *   (slots.ts), so a lock's acquire script can read the marker of its slot;
  * - namespace-wide keys put the namespace in the tag, so they all share one
  *   Cluster slot and scripts may derive one from another (as BullMQ's do):
  *   `{ns}:marker`, the process registry `{ns}:processes`, per process
@@ -21,6 +24,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { slotTag } from './slots.js';
 
 /** Longest key used verbatim in key names; longer keys are hashed. */
 export const MAX_TAGGED_KEY_BYTES = 256;
@@ -62,6 +66,11 @@ export function lockKeys(namespace: string, key: string): LockKeys {
 /** The namespace marker that reveals a store which lost its data. */
 export function markerKey(namespace: string): string {
   return `{${namespace}}:marker`;
+}
+
+/** Redis Cluster: the data-loss marker of hash slot `slot` (includes/slot-marker.lua). */
+export function slotMarkerKey(namespace: string, slot: number): string {
+  return `${namespace}:{${slotTag(slot)}}:marker`;
 }
 
 /** The hash of one reference-counted resource: holders, counters, completion claim. */

@@ -6,6 +6,14 @@
  * Works over an ioredis client it creates from a `redis://` / `rediss://`
  * URL, or over an ioredis or node-redis client passed in (which it never
  * closes).
+ *
+ * The same class serves Redis Cluster (`redis-cluster://`, or an ioredis
+ * `Cluster` passed in), with three differences, all because a Cluster
+ * script may only touch keys of one hash slot: acquire checks the data-loss
+ * marker of the lock's slot instead of the namespace marker
+ * (`includes/slot-marker.lua`); reference operations run as a registry step
+ * and a resource step (`redis-cluster-references.ts`); wake-ups use sharded
+ * pub/sub on Redis 7+ (`cluster-client.ts`). Locks stay one round trip.
  * @module
  */
 import { randomUUID } from 'node:crypto';
@@ -32,17 +40,31 @@ import {
   withDeadline,
   type RedisConnection,
 } from './client.js';
-import { lockKeys, markerKey, processesKey, processKey } from './keys.js';
+import {
+  clusterClientAddress,
+  connectionForCluster,
+  createClusterConnection,
+  describeClusterAddress,
+  isIoredisCluster,
+} from './cluster-client.js';
+import { lockKeys, markerKey, processesKey, processKey, slotMarkerKey } from './keys.js';
+import { RedisClusterReferences } from './redis-cluster-references.js';
 import { RedisReferences, type ScriptRunner } from './redis-references.js';
 import { parseLockState, takeSnapshot } from './redis-snapshot.js';
-import { luaScripts, runScript, type LuaScript } from './scripts.js';
+import { luaScripts, runScript, scriptVariant, type LuaScript } from './scripts.js';
+import { keySlot } from './slots.js';
 import { Wakeups } from './wakeups.js';
 
 /** Options of {@link RedisBackend}. */
 export interface RedisBackendOptions {
-  /** A parsed `redis://` / `rediss://` URL (disref creates and closes the client), or a client passed in. */
+  /**
+   * A parsed `redis://`, `rediss://` or `redis-cluster://` URL (disref
+   * creates and closes the client), or a client passed in (an ioredis
+   * `Redis` or `Cluster`, or a node-redis client).
+   */
   readonly server:
-    Extract<StoreAddress, { scheme: 'redis' | 'rediss' }> | { readonly client: unknown };
+    | Extract<StoreAddress, { scheme: 'redis' | 'rediss' | 'redis-cluster' }>
+    | { readonly client: unknown };
   /** Prefix of every key. */
   readonly namespace: string;
   /**
@@ -69,7 +91,8 @@ const MIN_FENCE_TTL = 600_000;
 type BeatMode = 'first' | 'next' | 'heartbeat';
 
 export class RedisBackend implements Backend, ReferenceOperations {
-  readonly name = 'redis';
+  /** `redis`, or `redis-cluster` for Redis Cluster. */
+  readonly name: 'redis' | 'redis-cluster';
   readonly address: string;
   readonly capabilities: Capabilities = {
     notify: true,
@@ -90,9 +113,13 @@ export class RedisBackend implements Backend, ReferenceOperations {
   /** Made with the first subscription, over the connection's subscriber. */
   private wakeups: Wakeups | undefined;
   private readonly scripts = luaScripts();
-  private readonly references: RedisReferences;
+  private readonly references: RedisReferences | RedisClusterReferences;
   /** The namespace epoch this backend saw last ('' before the first reply); see includes/marker.lua. */
   private epoch = '';
+  /** Redis Cluster: the epoch of each slot marker this backend saw (includes/slot-marker.lua). */
+  private readonly slotEpochs = new Map<number, string>();
+  /** Redis Cluster: the namespace marker's `created`, from the last heartbeat ('0': unknown). */
+  private namespaceCreated = '0';
   private closed = false;
 
   constructor(options: RedisBackendOptions) {
@@ -102,25 +129,45 @@ export class RedisBackend implements Backend, ReferenceOperations {
     this.operationTimeout = options.operationTimeout ?? OPERATION_TIMEOUT;
     const { server } = options;
     if ('client' in server) {
-      const { connection, address } = connectionForClient(server.client, 'options.redis');
-      this.address = address;
-      this.connecting = () => Promise.resolve(connection);
+      const { client } = server;
+      if (isIoredisCluster(client)) {
+        this.name = 'redis-cluster';
+        this.address = clusterClientAddress(client);
+        this.connecting = () => connectionForCluster(client);
+      } else {
+        const { connection, address } = connectionForClient(client, 'options.redis');
+        this.name = 'redis';
+        this.address = address;
+        this.connecting = () => Promise.resolve(connection);
+      }
+    } else if (server.scheme === 'redis-cluster') {
+      this.name = 'redis-cluster';
+      this.address = describeClusterAddress(server.servers);
+      this.connecting = () => createClusterConnection(server);
     } else {
+      this.name = 'redis';
       this.address = describeAddress(server);
       this.connecting = () => createIoredisConnection(server);
     }
-    this.references = new RedisReferences({
-      namespace: this.namespace,
-      scripts: this.scripts,
-      store: this.runner(),
-    });
+    const references = { namespace: this.namespace, scripts: this.scripts, store: this.runner() };
+    this.references =
+      this.name === 'redis-cluster'
+        ? new RedisClusterReferences(references)
+        : new RedisReferences(references);
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     const keys = lockKeys(this.namespace, request.key);
+    // On a cluster, the marker of the lock's own slot (a script may touch one slot only).
+    const slot = this.name === 'redis-cluster' ? keySlot(keys.lock) : undefined;
     const reply = await this.run(
       this.scripts.acquire,
-      [keys.lock, keys.queue, keys.fence, markerKey(this.namespace)],
+      [
+        keys.lock,
+        keys.queue,
+        keys.fence,
+        slot === undefined ? markerKey(this.namespace) : slotMarkerKey(this.namespace, slot),
+      ],
       [
         request.owner,
         request.mode,
@@ -128,17 +175,19 @@ export class RedisBackend implements Backend, ReferenceOperations {
         request.fair ? '1' : '0',
         request.wait ? '1' : '0',
         String(request.waiterTtl),
-        this.epoch,
+        slot === undefined ? this.epoch : (this.slotEpochs.get(slot) ?? ''),
         randomUUID(),
         String(this.maxTtl),
         String(this.fenceTtl),
         keys.channel,
         keys.hashed ? request.key : '',
+        slot === undefined ? '' : this.namespaceCreated,
       ],
       request.key,
     );
     const [granted, value, epoch] = this.expectArray(reply, 3, request.key);
-    this.epoch = String(epoch);
+    if (slot === undefined) this.epoch = String(epoch);
+    else this.slotEpochs.set(slot, String(epoch));
     const number = Number(value);
     return Number(granted) === 1
       ? { granted: true, fence: number }
@@ -327,8 +376,9 @@ export class RedisBackend implements Backend, ReferenceOperations {
       ],
       undefined,
     );
-    const [alive, epoch] = this.expectArray(reply, 2, processId);
+    const [alive, epoch, created] = this.expectArray(reply, 2, processId);
     this.epoch = String(epoch);
+    this.namespaceCreated = String(created ?? '0');
     return Number(alive) === 1;
   }
 
@@ -348,7 +398,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     key: string | undefined,
   ): Promise<unknown> {
     return this.call(`${script.name}.lua failed`, key, (connection) =>
-      runScript(connection, script, keys, args),
+      runScript(connection, scriptVariant(script, connection.publish), keys, args),
     );
   }
 
@@ -371,7 +421,11 @@ export class RedisBackend implements Backend, ReferenceOperations {
   private failure(what: string, error: unknown, key: string | undefined): BackendError {
     return new BackendError(
       this.address,
-      `${what}: ${describeFailure(error, this.connected?.lastConnectionError())}; check that the Redis server is up and reachable from this host`,
+      `${what}: ${describeFailure(error, this.connected?.lastConnectionError())}; ${
+        this.name === 'redis-cluster'
+          ? "check that the cluster's nodes are up, reachable from this host, and report cluster_state:ok"
+          : 'check that the Redis server is up and reachable from this host'
+      }`,
       { cause: error, ...(key === undefined ? {} : { key }) },
     );
   }

@@ -49,9 +49,9 @@ const FIND_BATCH = 16;
  * `beat` stays in the backend, which owns the namespace marker it checks.
  */
 export class RedisReferences implements Omit<ReferenceOperations, 'beat'> {
-  private readonly namespace: string;
-  private readonly scripts: LuaScripts;
-  private readonly store: ScriptRunner;
+  protected readonly namespace: string;
+  protected readonly scripts: LuaScripts;
+  protected readonly store: ScriptRunner;
 
   constructor(options: { namespace: string; scripts: LuaScripts; store: ScriptRunner }) {
     this.namespace = options.namespace;
@@ -192,7 +192,11 @@ export class RedisReferences implements Omit<ReferenceOperations, 'beat'> {
     return null;
   }
 
-  private async claimPending(resource: string, claimTtl: number): Promise<CompletionClaim | null> {
+  /** Claims the completion of one queued resource, or null (see claim-pending-3.lua). */
+  protected async claimPending(
+    resource: string,
+    claimTtl: number,
+  ): Promise<CompletionClaim | null> {
     const reply = await this.store.run(
       this.scripts.claimPending,
       [
@@ -223,7 +227,7 @@ export class RedisReferences implements Omit<ReferenceOperations, 'beat'> {
     return Number(reply) === 1;
   }
 
-  private pendingKey(resource: string): string {
+  protected pendingKey(resource: string): string {
     return pendingKey(this.namespace, kindOf(resource));
   }
 }

@@ -3,7 +3,11 @@
  * this module (`scripts/<verb>-<numberOfKeys>.lua`, copied to `dist/` by the
  * build) and run through one helper that sends EVALSHA and falls back to EVAL
  * when the server does not have the script cached (after SCRIPT FLUSH or a
- * restart).
+ * restart; on Redis Cluster, on each node the first time it runs a script).
+ *
+ * Scripts come in two variants that differ only in how they wake waiters
+ * (`includes/publish.lua`): PUBLISH, and SPUBLISH for Redis Cluster 7+,
+ * where `includes/publish-sharded.lua` is included in its place.
  * @module
  */
 import { createHash } from 'node:crypto';
@@ -20,6 +24,13 @@ export interface LuaScript {
   /** SHA1 of `source`, as EVALSHA expects. */
   readonly sha: string;
 }
+
+/**
+ * How scripts send wake-ups: PUBLISH (one server, or a cluster older than
+ * Redis 7, where it is broadcast to every node) or SPUBLISH (sharded pub/sub
+ * on Redis Cluster 7+: delivered on the node that owns the lock's slot).
+ */
+export type PublishCommand = 'PUBLISH' | 'SPUBLISH';
 
 /** Every script the backend runs, by verb. */
 export interface LuaScripts {
@@ -43,6 +54,20 @@ export interface LuaScripts {
   readonly claimPending: LuaScript;
   readonly readReference: LuaScript;
   readonly readProcesses: LuaScript;
+  // Redis Cluster: reference operations split into a registry step (keys of
+  // the {ns} slot) and a resource step (the resource's hash only).
+  readonly addHeld: LuaScript;
+  readonly addHolder: LuaScript;
+  readonly removeHolder: LuaScript;
+  readonly dropHeld: LuaScript;
+  readonly findDead: LuaScript;
+  readonly pruneHolders: LuaScript;
+  readonly claimResource: LuaScript;
+  readonly queuePending: LuaScript;
+  readonly unqueuePending: LuaScript;
+  readonly extendResourceClaim: LuaScript;
+  readonly finishResourceClaim: LuaScript;
+  readonly abandonResourceClaim: LuaScript;
 }
 
 const SCRIPT_FILES = {
@@ -66,27 +91,66 @@ const SCRIPT_FILES = {
   claimPending: 'claim-pending-3',
   readReference: 'read-reference-1',
   readProcesses: 'read-processes-1',
+  addHeld: 'add-held-2',
+  addHolder: 'add-holder-1',
+  removeHolder: 'remove-holder-1',
+  dropHeld: 'drop-held-3',
+  findDead: 'find-dead-1',
+  pruneHolders: 'prune-holders-1',
+  claimResource: 'claim-resource-1',
+  queuePending: 'queue-pending-1',
+  unqueuePending: 'unqueue-pending-2',
+  extendResourceClaim: 'extend-claim-1',
+  finishResourceClaim: 'finish-completion-1',
+  abandonResourceClaim: 'abandon-completion-1',
 } as const satisfies Record<keyof LuaScripts, string>;
 
 // Shared fragments, BullMQ-style: a whole line `--- @include "includes/x.lua"`.
 const INCLUDE = /^--- @include "([a-z0-9/-]+\.lua)"$/gm;
 
-let loaded: LuaScripts | undefined;
+/** Includes replaced by another file in a variant (see {@link PublishCommand}). */
+const VARIANT_INCLUDES: Record<PublishCommand, Readonly<Record<string, string>>> = {
+  PUBLISH: {},
+  SPUBLISH: { 'includes/publish.lua': 'includes/publish-sharded.lua' },
+};
 
-/** Reads the scripts from disk once per process. */
-export function luaScripts(): LuaScripts {
-  loaded ??= Object.fromEntries(
-    Object.entries(SCRIPT_FILES).map(([verb, name]) => [verb, loadScript(name)]),
-  ) as unknown as LuaScripts;
-  return loaded;
+const loaded = new Map<PublishCommand, { scripts: LuaScripts; byName: Map<string, LuaScript> }>();
+
+/** Reads the scripts (of one variant) from disk once per process. */
+export function luaScripts(publish: PublishCommand = 'PUBLISH'): LuaScripts {
+  return variant(publish).scripts;
+}
+
+/** `script` as the variant that wakes waiters with `publish` (itself for PUBLISH). */
+export function scriptVariant(script: LuaScript, publish: PublishCommand): LuaScript {
+  if (publish === 'PUBLISH') return script;
+  return variant(publish).byName.get(script.name) ?? loadScript(script.name, publish);
+}
+
+function variant(publish: PublishCommand): { scripts: LuaScripts; byName: Map<string, LuaScript> } {
+  let entry = loaded.get(publish);
+  if (entry === undefined) {
+    const byName = new Map<string, LuaScript>();
+    const scripts = Object.fromEntries(
+      Object.entries(SCRIPT_FILES).map(([verb, name]) => {
+        const script = loadScript(name, publish);
+        byName.set(name, script);
+        return [verb, script];
+      }),
+    ) as unknown as LuaScripts;
+    entry = { scripts, byName };
+    loaded.set(publish, entry);
+  }
+  return entry;
 }
 
 /** Loads `scripts/<name>.lua`; the number of keys comes from the name. */
-export function loadScript(name: string): LuaScript {
+export function loadScript(name: string, publish: PublishCommand = 'PUBLISH'): LuaScript {
   const match = /-(\d+)$/.exec(name);
   if (match === null) throw new Error(`disref: script ${name} is not named <verb>-<keys>`);
+  const replaced = VARIANT_INCLUDES[publish];
   const source = readScriptFile(`${name}.lua`).replace(INCLUDE, (_line, path: string) =>
-    readScriptFile(path).trimEnd(),
+    readScriptFile(replaced[path] ?? path).trimEnd(),
   );
   return {
     name,

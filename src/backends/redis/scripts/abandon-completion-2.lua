@@ -8,10 +8,12 @@ ARGV[2]  claim token
 
 Returns 1 when this token held the claim, else 0 (nothing changes).
 ]]
-local ref_key, pending_key, name, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-if redis.call('HGET', ref_key, 'claim') ~= token then
+--- @include "includes/time.lua"
+--- @include "includes/references.lua"
+
+local ref_key, pending_key, name = KEYS[1], KEYS[2], ARGV[1]
+if not abandon_here(ref_key, ARGV[2]) then
   return 0
 end
-redis.call('HDEL', ref_key, 'claim', 'claimUntil')
 redis.call('ZADD', pending_key, 0, name)
 return 1

@@ -5,7 +5,8 @@ KEYS[1]  lock    hash of holders and waiters (layout: includes/lock-state.lua)
 KEYS[2]  queue   sorted set, fair waiters in arrival order
 KEYS[3]  fence   string, the last fence handed out for this key; it outlives
                  the lock by fenceTtl so fences never go back
-KEYS[4]  marker  the namespace marker hash (includes/marker.lua)
+KEYS[4]  marker  the namespace marker hash (includes/marker.lua); on Redis
+                 Cluster the marker of the lock's slot (includes/slot-marker.lua)
 ARGV[1]  owner token of this acquisition
 ARGV[2]  mode: 'exclusive' | 'shared'
 ARGV[3]  ttl: lease length in ms
@@ -19,6 +20,8 @@ ARGV[10] fenceTtl: ms to keep the fence key after a grant
 ARGV[11] wake-up channel of this lock
 ARGV[12] the key as the caller gave it when the key names hash it, else ''
          (kept in the lock hash's 'key' field for `disref status`)
+ARGV[13] '' on a single server; on Redis Cluster, the namespace marker's
+         'created' (server ms, '0' when unknown): KEYS[4] is then a slot marker
 
 Returns {1, fence, epoch} when granted (the same fence again when this owner
 already holds the lock, with its lease renewed), or {0, retryAfter, epoch}
@@ -32,8 +35,10 @@ queued behind them can join.
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/marker.lua"
+--- @include "includes/slot-marker.lua"
 --- @include "includes/lock-name.lua"
 --- @include "includes/lock-state.lua"
+--- @include "includes/publish.lua"
 
 local lock_key, queue_key, fence_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, mode = ARGV[1], ARGV[2]
@@ -48,14 +53,19 @@ local function remember_name()
   end
 end
 
-local epoch, quarantine = check_marker(marker_key, now, ARGV[7], ARGV[8], tonumber(ARGV[9]))
+local epoch, quarantine
+if ARGV[13] == '' then
+  epoch, quarantine = check_marker(marker_key, now, ARGV[7], ARGV[8], tonumber(ARGV[9]))
+else
+  epoch, quarantine = check_slot_marker(marker_key, now, ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[13]))
+end
 if quarantine > now then
   return { 0, math.ceil(quarantine - now), epoch }
 end
 
 local state = read_lock(lock_key, queue_key, now)
 if state.pruned then
-  redis.call('PUBLISH', channel, 'expired')
+  publish(channel, 'expired')
 end
 
 local function conflicts(a, b)
@@ -113,7 +123,7 @@ if grantable then
   redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
   save_expiry(state, lock_key, queue_key)
   if was_queued and mode == 'shared' and #state.queue > 1 then
-    redis.call('PUBLISH', channel, 'granted')
+    publish(channel, 'granted')
   end
   return { 1, fence, epoch }
 end

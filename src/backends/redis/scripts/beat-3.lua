@@ -18,8 +18,10 @@ ARGV[5]  mode:
 ARGV[6]  host, ARGV[7] pid (recorded with 'first' and 'heartbeat')
 ARGV[8]  maxTtl: longest lease any process may hold, in ms
 
-Returns {alive, epoch}: alive is 1 when recorded, 0 when refused (the
-process must take a new identity); epoch is the namespace's epoch.
+Returns {alive, epoch, created}: alive is 1 when recorded, 0 when refused
+(the process must take a new identity); epoch is the namespace's epoch;
+created is the marker's 'created' (server ms, 0 when unknown), which Redis
+Cluster passes to acquire-4.lua for its per-slot markers.
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/marker.lua"
@@ -27,17 +29,17 @@ process must take a new identity); epoch is the namespace's epoch.
 local processes_key, process_key, marker_key = KEYS[1], KEYS[2], KEYS[3]
 local process_id, ttl, mode = ARGV[1], tonumber(ARGV[2]), ARGV[5]
 local now = now_ms()
-local epoch = check_marker(marker_key, now, ARGV[3], ARGV[4], tonumber(ARGV[8]))
+local epoch, _, created = check_marker(marker_key, now, ARGV[3], ARGV[4], tonumber(ARGV[8]))
 
 local expires = redis.call('ZSCORE', processes_key, process_id)
 if mode ~= 'first' then
   if expires then
     -- Ran out (expiry at the current ms included): it may have been pruned already.
     if tonumber(expires) <= now then
-      return { 0, epoch }
+      return { 0, epoch, fmt(created) }
     end
   elseif mode == 'next' then
-    return { 0, epoch }
+    return { 0, epoch, fmt(created) }
   end
 end
 redis.call('ZADD', processes_key, fmt(now + ttl), process_id)
@@ -45,4 +47,4 @@ redis.call('HSET', process_key, 'beat', fmt(now))
 if mode ~= 'next' then
   redis.call('HSET', process_key, 'host', ARGV[6], 'pid', ARGV[7])
 end
-return { 1, epoch }
+return { 1, epoch, fmt(created) }

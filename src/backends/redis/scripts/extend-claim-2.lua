@@ -12,12 +12,12 @@ finished). A lapsed claim nobody took over is extended: it is still the
 only one running.
 ]]
 --- @include "includes/time.lua"
+--- @include "includes/references.lua"
 
-local ref_key, pending_key, name, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-if redis.call('HGET', ref_key, 'claim') ~= token then
+local ref_key, pending_key, name = KEYS[1], KEYS[2], ARGV[1]
+local claim_until = extend_claim_here(ref_key, ARGV[2], tonumber(ARGV[3]), now_ms())
+if not claim_until then
   return 0
 end
-local claim_until = fmt(now_ms() + tonumber(ARGV[3]))
-redis.call('HSET', ref_key, 'claimUntil', claim_until)
 redis.call('ZADD', pending_key, claim_until, name)
 return 1

@@ -10,16 +10,12 @@ or, if processes referenced the resource while the completion ran, its
 holders are kept and start a new lifetime (counters and claim reset).
 Returns 0, changing nothing, when the claim is another's.
 ]]
-local ref_key, pending_key, name, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-if redis.call('HGET', ref_key, 'claim') ~= token then
+--- @include "includes/time.lua"
+--- @include "includes/references.lua"
+
+local ref_key, pending_key, name = KEYS[1], KEYS[2], ARGV[1]
+if not finish_here(ref_key, ARGV[2]) then
   return 0
 end
 redis.call('ZREM', pending_key, name)
-for _, field in ipairs(redis.call('HKEYS', ref_key)) do
-  if string.sub(field, 1, 2) == 'p:' then
-    redis.call('HDEL', ref_key, 'modified', 'attempts', 'completing', 'claim', 'claimUntil')
-    return 1
-  end
-end
-redis.call('DEL', ref_key)
 return 1

@@ -12,11 +12,12 @@ hash it (else ''); ttlLeft is the ms left on that lease.
 --- @include "includes/time.lua"
 --- @include "includes/lock-name.lua"
 --- @include "includes/lock-state.lua"
+--- @include "includes/publish.lua"
 
 local now = now_ms()
 local state = read_lock(KEYS[1], KEYS[2], now)
 if state.pruned then
-  redis.call('PUBLISH', ARGV[1], 'expired')
+  publish(ARGV[1], 'expired')
 end
 local reply = { #state.queue, redis.call('HGET', KEYS[1], 'key') or '' }
 for _ in pairs(state.pending) do

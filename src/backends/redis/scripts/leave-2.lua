@@ -9,6 +9,7 @@ ARGV[2]  wake-up channel of this lock
 Returns 1 when a registration was removed, 0 when there was none.
 ]]
 --- @include "includes/lock-name.lua"
+--- @include "includes/publish.lua"
 
 local owner = ARGV[1]
 local removed = redis.call('HDEL', KEYS[1], 'w:' .. owner, 'p:' .. owner)
@@ -17,5 +18,5 @@ if removed == 0 then
   return 0
 end
 drop_if_only_name(KEYS[1])
-redis.call('PUBLISH', ARGV[2], 'left')
+publish(ARGV[2], 'left')
 return 1

@@ -10,6 +10,7 @@ a stale release never frees another owner's lock. The fence key stays.
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/lock-name.lua"
+--- @include "includes/publish.lua"
 
 local lock_key, field = KEYS[1], 'h:' .. ARGV[1]
 local value = redis.call('HGET', lock_key, field)
@@ -22,5 +23,5 @@ local expires = tonumber(string.match(value, '(%S+)$'))
 if expires <= now_ms() then
   return 0
 end
-redis.call('PUBLISH', ARGV[2], 'released')
+publish(ARGV[2], 'released')
 return 1

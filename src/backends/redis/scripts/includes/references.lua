@@ -24,23 +24,62 @@ Layout (names in keys.ts):
 Redis Cluster: a resource script reads liveness from {ns}:processes (and
 writes {ns}:held:<id>, {ns}:pending:<kind>), which lie in another slot than
 the resource's hash. That is fine on one server (every key is passed in
-KEYS), but a Cluster version must split each operation: ask the registry's
-slot which holders are dead (by that node's clock), then pass those ids to
-the resource script, which prunes only them. Death is permanent here, so a
-holder reported dead can be pruned later without risk; one reported live
-that dies meanwhile is merely counted once more and later reaped. Adding a
-reference must then write {ns}:held:<id> (checking liveness there) before the
-resource's hash, so that a reaper always finds the resource to queue.
+KEYS), but on a Cluster each operation is split (redis-cluster-references.ts)
+into resource steps (scripts with the resource's hash as their only key) and
+registry steps (keys of the {ns} slot): the registry says which holders are
+dead (by that node's clock), and the resource script prunes only those ids.
+Death is permanent here, so a holder reported dead can be pruned later
+without risk; one reported live that dies meanwhile is merely counted once
+more and later reaped. Adding a reference writes {ns}:held:<id> (checking
+liveness there) before the resource's hash, and removing one drops it from
+{ns}:held:<id> only after the resource's hash, so that a reaper always finds
+the resource to queue if the process dies in between.
 
+is_live(processes_key, id, now) -> whether the process is registered and
+  its heartbeat has not run out.
+dead_among(processes_key, ids, now) -> the ids that are not live.
+args_from(i) -> ARGV[i], ARGV[i + 1], ... as a table (lists of process ids).
 live_holders(ref_key, processes_key, now) -> number of live holders, after
   deleting the fields of dead ones (not in the registry, or ran out).
 settle(ref_key, pending_key, name, now) marks a resource without live
   holders as completing and queues it, unless a live claim already runs it.
 claim(ref_key, pending_key, name, token, ttl, now) -> {token, attempt}.
+
+Resource-side steps (touch only the resource's hash; used by the scripts
+above and, on their own, by the Cluster scripts):
+holder_ids(ref_key) -> the process ids of the holders, dead ones included.
+drop_holders(ref_key, ids) deletes the holder fields of those processes.
+claim_here(ref_key, token, ttl, now) -> token, attempt, claimUntil: takes
+  the completion claim (a new attempt of this lifetime).
+extend_claim_here(ref_key, token, ttl, now) -> claimUntil, or nil when the
+  claim is not this token's.
+finish_here(ref_key, token) -> claimUntil, or nil when the claim is not this
+  token's: ends the lifetime (deletes the hash, or keeps the holders that
+  came meanwhile for the next lifetime).
+abandon_here(ref_key, token) -> true when this token held the claim, which
+  is dropped.
 ]]
 local function is_live(processes_key, process_id, now)
   local expires = redis.call('ZSCORE', processes_key, process_id)
   return expires ~= false and tonumber(expires) > now
+end
+
+local function dead_among(processes_key, ids, now)
+  local dead = {}
+  for _, id in ipairs(ids) do
+    if not is_live(processes_key, id, now) then
+      dead[#dead + 1] = id
+    end
+  end
+  return dead
+end
+
+local function args_from(first)
+  local values = {}
+  for i = first, #ARGV do
+    values[#values + 1] = ARGV[i]
+  end
+  return values
 end
 
 local function live_holders(ref_key, processes_key, now)
@@ -74,11 +113,66 @@ local function settle(ref_key, pending_key, name, now)
   end
 end
 
-local function claim(ref_key, pending_key, name, token, ttl, now)
+local function holder_ids(ref_key)
+  local ids = {}
+  for _, field in ipairs(redis.call('HKEYS', ref_key)) do
+    if string.sub(field, 1, 2) == 'p:' then
+      ids[#ids + 1] = string.sub(field, 3)
+    end
+  end
+  return ids
+end
+
+local function drop_holders(ref_key, ids)
+  local fields = {}
+  for _, id in ipairs(ids) do
+    fields[#fields + 1] = 'p:' .. id
+  end
+  if #fields > 0 then
+    redis.call('HDEL', ref_key, unpack(fields))
+  end
+end
+
+local function claim_here(ref_key, token, ttl, now)
   local attempt = redis.call('HINCRBY', ref_key, 'attempts', 1)
   local claim_until = fmt(now + ttl)
   redis.call('HSET', ref_key, 'completing', '1', 'claim', token, 'claimUntil', claim_until)
+  return token, attempt, claim_until
+end
+
+local function claim(ref_key, pending_key, name, token, ttl, now)
+  local _, attempt, claim_until = claim_here(ref_key, token, ttl, now)
   -- Still pending: if the claimant dies, the entry comes due when the claim lapses.
   redis.call('ZADD', pending_key, claim_until, name)
   return { token, attempt }
+end
+
+local function extend_claim_here(ref_key, token, ttl, now)
+  if redis.call('HGET', ref_key, 'claim') ~= token then
+    return nil
+  end
+  local claim_until = fmt(now + ttl)
+  redis.call('HSET', ref_key, 'claimUntil', claim_until)
+  return claim_until
+end
+
+local function finish_here(ref_key, token)
+  local current = redis.call('HMGET', ref_key, 'claim', 'claimUntil')
+  if current[1] ~= token then
+    return nil
+  end
+  if #holder_ids(ref_key) > 0 then
+    redis.call('HDEL', ref_key, 'modified', 'attempts', 'completing', 'claim', 'claimUntil')
+  else
+    redis.call('DEL', ref_key)
+  end
+  return current[2] or '0'
+end
+
+local function abandon_here(ref_key, token)
+  if redis.call('HGET', ref_key, 'claim') ~= token then
+    return false
+  end
+  redis.call('HDEL', ref_key, 'claim', 'claimUntil')
+  return true
 end
