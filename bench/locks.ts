@@ -1,16 +1,17 @@
 /**
  * Lock benchmarks: disref side by side with its peers, in one run.
  *
- *   npm run bench                                # full run
- *   npm run bench -- --quick                     # fewer iterations
- *   npm run bench -- --svg docs/benchmarks.svg   # also draw the chart
+ *   npm run bench                 # full run
+ *   npm run bench -- --quick      # shorter runs, peers at one retry interval
+ *   npm run bench:docs            # full run, writes docs/benchmarks.md and its chart
  *
- * In process (embedded store vs async-mutex): uncontended acquire+release
- * latency, and hand-off throughput with many tasks on one key.
- * On a real redis-server started for the run (disref vs redlock vs
- * redis-semaphore): uncontended latency from one process, then several OS
- * processes contending for one hot key, then spread over 1000 keys.
- * Numbers are this machine's; the ratio column is what to compare.
+ * In process: the embedded store vs async-mutex.
+ * Redis (a redis-server started for the run): disref vs redlock vs
+ * redis-semaphore vs a hand-rolled floor (SET NX PX + EVALSHA
+ * compare-and-delete), in the shapes the Redis issue sets targets for.
+ * memcached (a memcached started for the run): disref alone (no peer fits).
+ * References: reference + dereference pairs per second per backend.
+ * Numbers are this machine's; compare the ratios, not the absolute figures.
  */
 import { Mutex as AsyncMutex } from 'async-mutex';
 import { spawn } from 'node:child_process';
@@ -18,146 +19,514 @@ import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { connect } from '../src/index.js';
-import { RedisServer, redisUnavailable } from '../test/harness/servers.js';
-import { markNamespaceFresh } from '../test/harness/targets.js';
 import { barChart } from '../src/cli/chart.js';
-import { label, LIBRARIES, makeLocker, type Library } from './peers.js';
+import { connect } from '../src/index.js';
+import { MemcachedServer } from '../test/harness/memcached-server.js';
+import { markMemcachedNamespaceFresh } from '../test/harness/memcached-target.js';
+import { RedisServer, findBinary, redisUnavailable } from '../test/harness/servers.js';
+import { markNamespaceFresh } from '../test/harness/targets.js';
+import { label, makeLocker, type Library, type Locker } from './peers.js';
 
 const quick = process.argv.includes('--quick');
-const ITERATIONS = quick ? 2_000 : 20_000;
-const CONTENDERS = 8;
+const DURATION = quick ? 1_000 : 3_000;
+const SEQUENTIAL = quick ? 500 : 3_000;
+const PEER_RETRIES = quick ? [10] : [2, 10, 50];
+const PEERS: readonly Library[] = ['redlock', 'redis-semaphore'];
 
 interface Row {
   readonly scenario: string;
   readonly library: string;
   readonly opsPerSecond: number;
+  /** Wait (or pair latency, uncontended) percentiles in ms. */
   readonly p50: number | undefined;
   readonly p99: number | undefined;
+  /** Most ÷ fewest completions among workers (1 = perfectly even; Infinity = someone starved). */
+  readonly spread: number | undefined;
 }
 
-/** Runs `once` sequentially `n` times; ops/s and latency percentiles in µs. */
-async function sequential(
-  n: number,
-  once: () => Promise<void>,
-): Promise<Omit<Row, 'scenario' | 'library'>> {
-  for (let i = 0; i < Math.min(200, n); i++) await once(); // warm up
+interface Section {
+  readonly title: string;
+  readonly rows: Row[];
+  /** Target checks, as sentences with the measured figures. */
+  readonly checks: string[];
+}
+
+function percentiles(values: readonly number[]): { p50: number; p99: number } {
   const histogram = createHistogram();
+  for (const ms of values) histogram.record(Math.max(1, Math.round(ms * 1000)));
+  return { p50: histogram.percentile(50) / 1000, p99: histogram.percentile(99) / 1000 };
+}
+
+function spreadOf(counts: readonly number[]): number {
+  const min = Math.min(...counts);
+  return min === 0 ? Infinity : Math.max(...counts) / min;
+}
+
+/** One caller, `n` acquire+release pairs in sequence. */
+async function oneCaller(locker: Locker, n: number): Promise<Omit<Row, 'scenario' | 'library'>> {
+  const latencies: number[] = [];
+  let key = 0;
+  for (let i = 0; i < Math.min(200, n); i++)
+    await locker.withLock(`solo-${String(i)}`, () => Promise.resolve());
   const started = performance.now();
   for (let i = 0; i < n; i++) {
-    const t0 = process.hrtime.bigint();
-    await once();
-    histogram.record(Number(process.hrtime.bigint() - t0) || 1);
+    const t0 = performance.now();
+    await locker.withLock(`solo-${String(key++ % 64)}`, () => Promise.resolve());
+    latencies.push(performance.now() - t0);
   }
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    opsPerSecond: n / seconds,
-    p50: histogram.percentile(50) / 1000,
-    p99: histogram.percentile(99) / 1000,
-  };
-}
-
-/** `contenders` tasks share `n` acquisitions of one lock; total throughput. */
-async function contended(
-  n: number,
-  contenders: number,
-  once: () => Promise<void>,
-): Promise<Omit<Row, 'scenario' | 'library'>> {
-  let remaining = n;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: contenders }, async () => {
-      while (remaining > 0) {
-        remaining -= 1;
-        await once();
-      }
-    }),
-  );
   return {
     opsPerSecond: n / ((performance.now() - started) / 1000),
-    p50: undefined,
-    p99: undefined,
+    ...percentiles(latencies),
+    spread: undefined,
   };
 }
 
-async function inProcess(): Promise<Row[]> {
-  const disref = await connect({ url: 'memory://bench', namespace: 'bench' });
-  const mutex = disref.lock('bench', { ttl: 30_000 });
-  const asyncMutex = new AsyncMutex();
-  const disrefOnce = async (): Promise<void> => {
-    const lease = await mutex.acquire();
-    await lease.release();
+/** `callers` concurrent loops on distinct keys over one connection, for DURATION. */
+async function distinctKeys(
+  locker: Locker,
+  callers: number,
+): Promise<Omit<Row, 'scenario' | 'library'>> {
+  const until = performance.now() + DURATION;
+  const latencies: number[] = [];
+  const started = performance.now();
+  const counts = await Promise.all(
+    Array.from({ length: callers }, async (_, caller) => {
+      let count = 0;
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        await locker.withLock(`distinct-${String(caller)}`, () => Promise.resolve());
+        latencies.push(performance.now() - t0);
+        count += 1;
+      }
+      return count;
+    }),
+  );
+  const total = counts.reduce((a, b) => a + b, 0);
+  return {
+    opsPerSecond: total / ((performance.now() - started) / 1000),
+    ...percentiles(latencies),
+    spread: spreadOf(counts),
   };
-  const asyncMutexOnce = async (): Promise<void> => {
-    const release = await asyncMutex.acquire();
-    release();
+}
+
+/** `workers` connections in this process take one key in turn for DURATION, holding it `holdMs`. */
+async function oneKey(
+  lockers: readonly Locker[],
+  holdMs: number,
+): Promise<Omit<Row, 'scenario' | 'library'>> {
+  const until = performance.now() + DURATION;
+  const waits: number[] = [];
+  const started = performance.now();
+  const work = holdMs > 0 ? () => sleep(holdMs) : () => Promise.resolve();
+  const counts = await Promise.all(
+    lockers.map(async (locker) => {
+      let count = 0;
+      while (performance.now() < until) {
+        waits.push(await locker.withLock('hot', work));
+        count += 1;
+      }
+      return count;
+    }),
+  );
+  const total = counts.reduce((a, b) => a + b, 0);
+  return {
+    opsPerSecond: total / ((performance.now() - started) / 1000),
+    ...percentiles(waits),
+    spread: spreadOf(counts),
   };
+}
+
+/** `processes` worker processes with `perProcess` connections each, for DURATION. */
+async function processes(
+  library: Library,
+  url: string,
+  mode: 'hot' | 'spread',
+  count: number,
+  perProcess: number,
+  retry: number,
+): Promise<Omit<Row, 'scenario' | 'library'>> {
+  const children = Array.from({ length: count }, () =>
+    spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'bench/worker.ts',
+        library,
+        url,
+        mode,
+        String(perProcess),
+        String(DURATION),
+        String(retry),
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    ),
+  );
+  const lines = children.map((child) =>
+    createInterface({ input: child.stdout })[Symbol.asyncIterator](),
+  );
+  await Promise.all(lines.map((line) => line.next())); // "ready"
+  const started = performance.now();
+  for (const child of children) child.stdin.write('go\n');
+  const results = await Promise.all(
+    lines.map(
+      async (line) =>
+        JSON.parse(String((await line.next()).value)) as { counts: number[]; waits: number[] },
+    ),
+  );
+  const elapsed = performance.now() - started;
+  const counts = results.flatMap((result) => result.counts);
+  const total = counts.reduce((a, b) => a + b, 0);
+  return {
+    opsPerSecond: total / (elapsed / 1000),
+    ...percentiles(results.flatMap((result) => result.waits)),
+    spread: spreadOf(counts),
+  };
+}
+
+async function lockers(
+  library: Library,
+  url: string,
+  count: number,
+  retry: number,
+): Promise<Locker[]> {
+  return Promise.all(Array.from({ length: count }, () => makeLocker(library, url, retry)));
+}
+
+async function closeAll(all: readonly Locker[]): Promise<void> {
+  await Promise.all(all.map((locker) => locker.close()));
+}
+
+/** Runs `measure` for disref, then for each peer at each retry interval, keeping each peer's best. */
+async function compare(
+  scenario: string,
+  ours: readonly Library[],
+  measure: (library: Library, retry: number) => Promise<Omit<Row, 'scenario' | 'library'>>,
+  withPeers = true,
+): Promise<Row[]> {
   const rows: Row[] = [];
-  rows.push({
-    scenario: 'uncontended acquire+release',
-    library: 'disref (memory)',
-    ...(await sequential(ITERATIONS, disrefOnce)),
-  });
-  rows.push({
-    scenario: 'uncontended acquire+release',
-    library: 'async-mutex',
-    ...(await sequential(ITERATIONS, asyncMutexOnce)),
-  });
-  rows.push({
-    scenario: `${String(CONTENDERS)} tasks, one key`,
-    library: 'disref (memory)',
-    ...(await contended(ITERATIONS, CONTENDERS, disrefOnce)),
-  });
-  rows.push({
-    scenario: `${String(CONTENDERS)} tasks, one key`,
-    library: 'async-mutex',
-    ...(await contended(ITERATIONS, CONTENDERS, asyncMutexOnce)),
-  });
-  await disref.close();
+  for (const library of ours)
+    rows.push({ scenario, library: label(library), ...(await measure(library, 50)) });
+  if (!withPeers) return rows;
+  for (const peer of PEERS) {
+    let best: Row | undefined;
+    for (const retry of PEER_RETRIES) {
+      const row = { scenario, library: label(peer, retry), ...(await measure(peer, retry)) };
+      if (best === undefined || row.opsPerSecond > best.opsPerSecond) best = row;
+    }
+    if (best !== undefined) rows.push(best);
+  }
   return rows;
 }
 
-/** Rows as table lines: scenario, library, ops/s, p50, p99, and disref's ratio to each peer. */
-function tableLines(rows: readonly Row[]): string[][] {
-  const format = (value: number | undefined, digits = 1): string =>
-    value === undefined ? '-' : value.toFixed(digits);
-  const lines = [['scenario', 'library', 'ops/s', 'p50 µs', 'p99 µs', 'disref ÷ peer']];
-  for (const row of rows) {
-    const ours = rows.find(
-      (other) => other.scenario === row.scenario && other.library.startsWith('disref'),
+function bestPeer(rows: readonly Row[], scenario: string): Row | undefined {
+  return rows
+    .filter(
+      (row) =>
+        row.scenario === scenario &&
+        (row.library.startsWith('redlock') || row.library.startsWith('redis-semaphore')),
+    )
+    .sort((a, b) => b.opsPerSecond - a.opsPerSecond)[0];
+}
+
+function find(rows: readonly Row[], scenario: string, library: string): Row | undefined {
+  return rows.find((row) => row.scenario === scenario && row.library === library);
+}
+
+const fmt = (value: number, digits = 2): string =>
+  Number.isFinite(value) ? value.toFixed(digits) : '∞';
+
+async function inProcess(): Promise<Section> {
+  const disref = await connect({ url: 'memory://bench', namespace: 'bench' });
+  const memoryLocker: Locker = {
+    withLock: async (key, work) => {
+      const t0 = performance.now();
+      const lease = await disref.lock(key).acquire();
+      const waited = performance.now() - t0;
+      try {
+        await work();
+      } finally {
+        await lease.release();
+      }
+      return waited;
+    },
+    close: () => Promise.resolve(),
+  };
+  const mutex = new AsyncMutex();
+  const asyncMutexLocker: Locker = {
+    withLock: async (_key, work) => {
+      const t0 = performance.now();
+      const release = await mutex.acquire();
+      const waited = performance.now() - t0;
+      try {
+        await work();
+      } finally {
+        release();
+      }
+      return waited;
+    },
+    close: () => Promise.resolve(),
+  };
+  const rows: Row[] = [];
+  for (const [library, locker] of [
+    ['disref (memory)', memoryLocker],
+    ['async-mutex', asyncMutexLocker],
+  ] as const) {
+    rows.push({ scenario: '1 caller', library, ...(await oneCaller(locker, SEQUENTIAL * 4)) });
+  }
+  for (const [library, locker] of [
+    ['disref (memory)', memoryLocker],
+    ['async-mutex', asyncMutexLocker],
+  ] as const) {
+    rows.push({
+      scenario: '8 tasks, one key, 1 ms held',
+      library,
+      ...(await oneKey(Array(8).fill(locker) as Locker[], 1)),
+    });
+  }
+  await disref.close();
+  return { title: 'In process (embedded store vs async-mutex)', rows, checks: [] };
+}
+
+async function onRedis(asyncMutexOneMs: Row | undefined): Promise<Section> {
+  const server = await RedisServer.start();
+  const admin = new Redis(server.port, '127.0.0.1');
+  const fresh = async (): Promise<void> => {
+    await admin.flushall();
+    await markNamespaceFresh(admin, 'bench'); // a new server has served no leases: no start-up quarantine
+  };
+  const url = server.url;
+  const rows: Row[] = [];
+  try {
+    await fresh();
+    rows.push(
+      ...(await compare(
+        '1 caller',
+        ['floor', 'disref', 'disref-unfair'],
+        async (library, retry) => {
+          const locker = await makeLocker(library, url, retry);
+          try {
+            return await oneCaller(locker, SEQUENTIAL);
+          } finally {
+            await locker.close();
+          }
+        },
+      )),
     );
-    const ratio =
-      ours === undefined || row.library.startsWith('disref')
-        ? ''
-        : `${(ours.opsPerSecond / row.opsPerSecond).toFixed(2)}×`;
+    rows.push(
+      ...(await compare(
+        '64 callers, distinct keys',
+        ['floor', 'disref', 'disref-unfair'],
+        async (library, retry) => {
+          const locker = await makeLocker(library, url, retry);
+          try {
+            return await distinctKeys(locker, 64);
+          } finally {
+            await locker.close();
+          }
+        },
+      )),
+    );
+    for (const [workers, holdMs] of [
+      [2, 0],
+      [8, 1],
+      [32, 0],
+    ] as const) {
+      const scenario = `${String(workers)} workers, one key${holdMs > 0 ? `, ${String(holdMs)} ms held` : ''}`;
+      await fresh();
+      rows.push(
+        ...(await compare(scenario, ['disref', 'disref-unfair'], async (library, retry) => {
+          const all = await lockers(library, url, workers, retry);
+          try {
+            return await oneKey(all, holdMs);
+          } finally {
+            await closeAll(all);
+          }
+        })),
+      );
+    }
+    await fresh();
+    rows.push(
+      ...(await compare(
+        '8 workers over 4 processes, one key',
+        ['disref', 'disref-unfair'],
+        (library, retry) => processes(library, url, 'hot', 4, 2, retry),
+      )),
+    );
+    await fresh();
+    rows.push(
+      ...(await compare('4 processes, 1000 keys', ['disref'], (library, retry) =>
+        processes(library, url, 'spread', 4, 1, retry),
+      )),
+    );
+  } finally {
+    admin.disconnect();
+    await server.dispose();
+  }
+  const checks: string[] = [];
+  const floor = find(rows, '1 caller', label('floor'));
+  const one = find(rows, '1 caller', label('disref'));
+  if (floor !== undefined && one !== undefined) {
+    checks.push(
+      `1 caller: disref at ${fmt(one.opsPerSecond / floor.opsPerSecond)}× the floor (target ≥ 0.95)`,
+    );
+  }
+  for (const scenario of [
+    '64 callers, distinct keys',
+    '32 workers, one key',
+    '8 workers over 4 processes, one key',
+  ]) {
+    const ours = find(rows, scenario, label('disref'));
+    const peer = bestPeer(rows, scenario);
+    if (ours !== undefined && peer !== undefined) {
+      checks.push(
+        `${scenario}: disref at ${fmt(ours.opsPerSecond / peer.opsPerSecond)}× the best peer (${peer.library}); ` +
+          `spread most/fewest per worker ${fmt(ours.spread ?? NaN)} vs ${fmt(peer.spread ?? NaN)}`,
+      );
+    }
+  }
+  const eight = find(rows, '8 workers, one key, 1 ms held', label('disref'));
+  const eightPeer = bestPeer(rows, '8 workers, one key, 1 ms held');
+  if (eight !== undefined && eightPeer !== undefined) {
+    checks.push(
+      `8 workers, 1 ms held: disref at ${asyncMutexOneMs === undefined ? '?' : fmt(eight.opsPerSecond / asyncMutexOneMs.opsPerSecond)}× async-mutex (target ≥ 0.9); ` +
+        `p99 wait ${fmt(eight.p99 ?? NaN, 1)} ms vs best peer ${fmt(eightPeer.p99 ?? NaN, 1)} ms (${fmt((eightPeer.p99 ?? NaN) / (eight.p99 ?? NaN), 1)}× lower, target ≥ 10); ` +
+        `spread ${fmt(eight.spread ?? NaN)} (target ≤ 1.2)`,
+    );
+  }
+  return { title: 'Redis (one redis-server on loopback)', rows, checks };
+}
+
+async function onMemcached(): Promise<Section> {
+  const server = await MemcachedServer.start();
+  const url = `memcached://127.0.0.1:${String(server.port)}`;
+  const rows: Row[] = [];
+  try {
+    await markMemcachedNamespaceFresh(url, 'bench');
+    const locker = await makeLocker('disref-memcached', url, 5);
+    rows.push({
+      scenario: '1 caller',
+      library: label('disref-memcached'),
+      ...(await oneCaller(locker, SEQUENTIAL)),
+    });
+    rows.push({
+      scenario: '64 callers, distinct keys',
+      library: label('disref-memcached'),
+      ...(await distinctKeys(locker, 64)),
+    });
+    await locker.close();
+    const all = await lockers('disref-memcached', url, 8, 5);
+    rows.push({
+      scenario: '8 workers, one key, 1 ms held',
+      library: label('disref-memcached'),
+      ...(await oneKey(all, 1)),
+    });
+    await closeAll(all);
+    rows.push({
+      scenario: '8 workers over 4 processes, one key',
+      library: label('disref-memcached'),
+      ...(await processes('disref-memcached', url, 'hot', 4, 2, 5)),
+    });
+  } finally {
+    await server.stop();
+  }
+  return { title: 'memcached (one server on loopback; waiters poll every 5 ms)', rows, checks: [] };
+}
+
+async function references(
+  redisUrl: string | undefined,
+  memcachedUrl: string | undefined,
+): Promise<Section> {
+  const rows: Row[] = [];
+  const targets: [string, string | undefined][] = [
+    ['memory', 'memory://bench-references'],
+    ['redis', redisUrl],
+    ['memcached', memcachedUrl],
+  ];
+  for (const [name, url] of targets) {
+    if (url === undefined) continue;
+    const disref = await connect({ url, namespace: 'bench' });
+    try {
+      const pair = async (resource: string): Promise<void> => {
+        const ref = await disref.reference(resource);
+        await ref.dereference(() => undefined);
+      };
+      let i = 0;
+      const sequential = await oneCaller(
+        {
+          withLock: async () => {
+            await pair(`bench:${String(i++)}`);
+            return 0;
+          },
+          close: () => Promise.resolve(),
+        },
+        Math.round(SEQUENTIAL / 3),
+      );
+      rows.push({ scenario: '1 caller', library: `disref (${name})`, ...sequential });
+      const concurrent = await distinctKeys(
+        {
+          withLock: async (key) => {
+            await pair(`bench:${key}:${String(i++)}`);
+            return 0;
+          },
+          close: () => Promise.resolve(),
+        },
+        16,
+      );
+      rows.push({
+        scenario: '16 callers, distinct resources',
+        library: `disref (${name})`,
+        ...concurrent,
+      });
+    } finally {
+      await disref.close();
+    }
+  }
+  return { title: 'References: reference + dereference pairs (with completion)', rows, checks: [] };
+}
+
+function tableLines(rows: readonly Row[]): string[][] {
+  const cell = (value: number | undefined, digits: number): string =>
+    value === undefined ? '-' : fmt(value, digits);
+  const lines = [['scenario', 'library', 'ops/s', 'p50 ms', 'p99 ms', 'most/fewest']];
+  for (const row of rows) {
     lines.push([
       row.scenario,
       row.library,
-      format(row.opsPerSecond, 0),
-      format(row.p50),
-      format(row.p99),
-      ratio,
+      cell(row.opsPerSecond, 0),
+      cell(row.p50, 2),
+      cell(row.p99, 2),
+      cell(row.spread, 2),
     ]);
   }
   return lines;
 }
 
-function markdownReport(sections: readonly { title: string; rows: readonly Row[] }[]): string {
+function printSection(section: Section): void {
+  const lines = tableLines(section.rows);
+  const widths =
+    lines[0]?.map((_, column) => Math.max(...lines.map((line) => (line[column] ?? '').length))) ??
+    [];
+  console.log(`\n${section.title}\n`);
+  for (const line of lines)
+    console.log(line.map((text, column) => text.padEnd(widths[column] ?? 0)).join('  '));
+  for (const check of section.checks) console.log(`  - ${check}`);
+}
+
+function markdownReport(sections: readonly Section[]): string {
+  const cpus = os.cpus();
   const parts = [
     '# Benchmarks',
     '',
-    'Generated by `npm run bench:docs` (bench/locks.ts); numbers are from the machine that ran it',
-    `(${os.cpus().length.toString()} × ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version},`,
-    `${new Date().toISOString().slice(0, 10)}). Compare the ratios, not the absolute figures.`,
-    '',
-    '- In process: the embedded store vs async-mutex (no leases, no fences, one process only).',
-    '- Redis: a `redis-server` on loopback started for the run. Uncontended: one process, one lock at a',
-    '  time. Contended: 4 OS processes taking one hot key in turn, then spread over 1000 keys. Every',
-    '  library uses a 10 s lease and waits without a limit; redlock and redis-semaphore poll every',
-    '  50 ms, disref waits for a release notification. `fair: false` shows disref letting callers',
-    '  barge as the peers do; the default (fair) grants in arrival order, which costs throughput on',
-    '  one hot key but bounds the wait (compare p99).',
+    'Generated by `npm run bench:docs` (bench/locks.ts) on the machine that ran it:',
+    `${String(cpus.length)} × ${cpus[0]?.model ?? 'unknown CPU'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}.`,
+    'Every process (servers, workers, the benchmark) shares those cores, so absolute figures are low;',
+    'compare the ratios. "p50/p99" are waits for the lock (uncontended rows: the whole pair);',
+    '"most/fewest" is the most completions of one worker divided by the fewest (∞: a worker starved).',
+    'Peers poll: each runs at several retry intervals and its best row is kept, named with the interval.',
+    'disref on Redis waits for the release (the store hands the lock to the next in line).',
     '',
     '![disref and peers](benchmarks.svg)',
     '',
@@ -171,126 +540,72 @@ function markdownReport(sections: readonly { title: string; rows: readonly Row[]
       `|${(header ?? []).map(() => ' --- ').join('|')}|`,
     );
     for (const line of body) parts.push(`| ${line.join(' | ')} |`);
+    if (section.checks.length > 0) parts.push('', ...section.checks.map((check) => `- ${check}`));
     parts.push('');
   }
   return parts.join('\n');
 }
 
-function printTable(title: string, rows: readonly Row[]): void {
-  const lines = tableLines(rows);
-  const widths =
-    lines[0]?.map((_, column) => Math.max(...lines.map((line) => (line[column] ?? '').length))) ??
-    [];
-  console.log(`\n${title}\n`);
-  for (const line of lines) {
-    console.log(line.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  '));
-  }
-}
-
-const WORKERS = 4;
-const HOT_PER_WORKER = quick ? 50 : 250;
-const SPREAD_PER_WORKER = quick ? 100 : 1000;
-const REDIS_SEQUENTIAL = quick ? 300 : 3000;
-
-/** Runs `workers` worker processes together; total ops/s and latency percentiles in µs. */
-async function processes(
-  library: Library,
-  url: string,
-  mode: 'hot' | 'spread',
-  perWorker: number,
-): Promise<Omit<Row, 'scenario' | 'library'>> {
-  const children = Array.from({ length: WORKERS }, () =>
-    spawn(
-      process.execPath,
-      ['--import', 'tsx', 'bench/worker.ts', library, url, mode, String(perWorker)],
-      {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      },
-    ),
-  );
-  const lines = children.map((child) =>
-    createInterface({ input: child.stdout })[Symbol.asyncIterator](),
-  );
-  await Promise.all(lines.map((line) => line.next())); // "ready"
-  const started = performance.now();
-  for (const child of children) child.stdin.write('go\n');
-  const results = await Promise.all(
-    lines.map(
-      async (line) => JSON.parse(String((await line.next()).value)) as { latencies: number[] },
-    ),
-  );
-  const elapsed = performance.now() - started;
-  const histogram = createHistogram();
-  for (const { latencies } of results)
-    for (const ms of latencies) histogram.record(Math.max(1, Math.round(ms * 1000)));
-  return {
-    opsPerSecond: (WORKERS * perWorker) / (elapsed / 1000),
-    p50: histogram.percentile(50),
-    p99: histogram.percentile(99),
-  };
-}
-
-async function onRedis(): Promise<Row[]> {
-  const server = await RedisServer.start();
-  const admin = new Redis(server.port, '127.0.0.1');
-  try {
-    await markNamespaceFresh(admin, 'bench'); // a new server has served no leases: no start-up quarantine
-    const rows: Row[] = [];
-    for (const library of LIBRARIES) {
-      const locker = await makeLocker(library, server.url);
-      let n = 0;
-      const result = await sequential(REDIS_SEQUENTIAL, () =>
-        locker.withLock(`solo-${String(n++ % 50)}`, () => Promise.resolve()),
-      );
-      await locker.close();
-      rows.push({ scenario: 'uncontended, 1 process', library: label(library), ...result });
-    }
-    for (const [mode, perWorker, scenario] of [
-      ['hot', HOT_PER_WORKER, `${String(WORKERS)} processes, one key`],
-      ['spread', SPREAD_PER_WORKER, `${String(WORKERS)} processes, 1000 keys`],
-    ] as const) {
-      for (const library of LIBRARIES) {
-        await admin.flushall();
-        await markNamespaceFresh(admin, 'bench');
-        rows.push({
-          scenario,
-          library: label(library),
-          ...(await processes(library, server.url, mode, perWorker)),
-        });
-      }
-    }
-    return rows;
-  } finally {
-    admin.disconnect();
-    await server.dispose();
-  }
-}
-
-const sections: { title: string; rows: Row[] }[] = [
-  { title: `In process (${String(ITERATIONS)} acquisitions each)`, rows: await inProcess() },
-];
-printTable(sections[0]?.title ?? '', sections[0]?.rows ?? []);
+const sections: Section[] = [];
+const local = await inProcess();
+sections.push(local);
+printSection(local);
+let redisUrl: string | undefined;
+let memcachedUrl: string | undefined;
 const unavailable = redisUnavailable();
 if (unavailable === undefined) {
-  const rows = await onRedis();
-  const title = `Redis ${'(redis-server on loopback; peers poll every 50 ms)'}`;
-  sections.push({ title, rows });
-  printTable(title, rows);
+  const redis = await onRedis(find(local.rows, '8 tasks, one key, 1 ms held', 'async-mutex'));
+  sections.push(redis);
+  printSection(redis);
 } else {
   console.log(`\nRedis section skipped: ${unavailable}`);
 }
-const markdownAt = process.argv.indexOf('--markdown');
-const markdownFile = markdownAt >= 0 ? process.argv[markdownAt + 1] : undefined;
+if (findBinary('memcached') !== undefined) {
+  const memcached = await onMemcached();
+  sections.push(memcached);
+  printSection(memcached);
+} else {
+  console.log('\nmemcached section skipped: memcached not found');
+}
+{
+  // References need live servers of their own.
+  const redisServer = unavailable === undefined ? await RedisServer.start() : undefined;
+  const memcachedServer =
+    findBinary('memcached') === undefined ? undefined : await MemcachedServer.start();
+  try {
+    if (redisServer !== undefined) {
+      redisUrl = redisServer.url;
+      const admin = new Redis(redisServer.port, '127.0.0.1');
+      await markNamespaceFresh(admin, 'bench');
+      admin.disconnect();
+    }
+    if (memcachedServer !== undefined) {
+      memcachedUrl = `memcached://127.0.0.1:${String(memcachedServer.port)}`;
+      await markMemcachedNamespaceFresh(memcachedUrl, 'bench');
+    }
+    const refs = await references(redisUrl, memcachedUrl);
+    sections.push(refs);
+    printSection(refs);
+  } finally {
+    await redisServer?.dispose();
+    await memcachedServer?.stop();
+  }
+}
+
+const argument = (name: string): string | undefined => {
+  const at = process.argv.indexOf(name);
+  return at >= 0 ? process.argv[at + 1] : undefined;
+};
+const markdownFile = argument('--markdown');
 if (markdownFile !== undefined) {
   writeFileSync(markdownFile, markdownReport(sections));
   console.log(`\nreport written to ${markdownFile}`);
 }
-const svgAt = process.argv.indexOf('--svg');
-const svgFile = svgAt >= 0 ? process.argv[svgAt + 1] : undefined;
+const svgFile = argument('--svg');
 if (svgFile !== undefined) {
   writeFileSync(
     svgFile,
-    barChart('disref and peers: acquire+release throughput (ops/s, higher is better)', sections),
+    barChart('disref and peers: throughput (ops/s, higher is better)', sections),
   );
-  console.log(`\nchart written to ${svgFile}`);
+  console.log(`chart written to ${svgFile}`);
 }

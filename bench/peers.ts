@@ -1,76 +1,124 @@
 /**
- * One lock API over disref and its peers, so the benchmark runs the same
- * loop for each. Every implementation acquires with a 10 s lease and waits
- * without a time limit; peers poll every 50 ms (disref's own polling
- * interval, though on Redis it waits for a release notification instead).
+ * One lock API over disref, its peers and a hand-rolled floor, so the
+ * benchmark runs the same loops for each. Every implementation uses a 10 s
+ * lease and waits without a time limit. Peers poll; their retry interval is
+ * a parameter so the benchmark can tune each for its best result.
  */
 import { Redis } from 'ioredis';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
+import { randomUUID } from 'node:crypto';
 import { connect, type Disref } from '../src/index.js';
 
-export type Library = 'disref' | 'disref-unfair' | 'redlock' | 'redis-semaphore';
-export const LIBRARIES: readonly Library[] = [
-  'disref',
-  'disref-unfair',
-  'redlock',
-  'redis-semaphore',
-];
+export type Library =
+  'disref' | 'disref-unfair' | 'floor' | 'redlock' | 'redis-semaphore' | 'disref-memcached';
 
 /** How a library shows in tables. */
-export function label(library: Library): string {
-  return library === 'disref'
-    ? 'disref (redis)'
-    : library === 'disref-unfair'
-      ? 'disref (redis, fair: false)'
-      : library;
+export function label(library: Library, retry?: number): string {
+  switch (library) {
+    case 'disref':
+      return 'disref (redis)';
+    case 'disref-unfair':
+      return 'disref (redis, fair: false)';
+    case 'disref-memcached':
+      return 'disref (memcached)';
+    case 'floor':
+      return 'floor: SET NX PX + EVALSHA del';
+    default:
+      return retry === undefined ? library : `${library} (retry ${String(retry)} ms)`;
+  }
 }
 
 export interface Locker {
-  /** Acquires `key`, runs `work`, releases. */
-  withLock(key: string, work: () => Promise<void>): Promise<void>;
+  /** Acquires `key`, runs `work`, releases; resolves the ms spent waiting for the lock. */
+  withLock(key: string, work: () => Promise<void>): Promise<number>;
   close(): Promise<void>;
 }
 
 const TTL = 10_000;
-const RETRY = 50;
 
-export async function makeLocker(library: Library, url: string): Promise<Locker> {
+const COMPARE_AND_DELETE =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+async function timed(acquire: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await acquire();
+  return performance.now() - started;
+}
+
+/** A locker with its own connection(s). `retry` is the peers' polling interval in ms. */
+export async function makeLocker(library: Library, url: string, retry = 50): Promise<Locker> {
   switch (library) {
     case 'disref':
-    case 'disref-unfair': {
+    case 'disref-unfair':
+    case 'disref-memcached': {
       const disref: Disref = await connect({
         url,
         namespace: 'bench',
-        defaults: { fair: library === 'disref' },
+        defaults: { fair: library === 'disref', retryInterval: retry },
       });
       return {
         withLock: async (key, work) => {
+          const started = performance.now();
           const lease = await disref.lock(key, { ttl: TTL }).acquire();
+          const waited = performance.now() - started;
           try {
             await work();
           } finally {
             await lease.release();
           }
+          return waited;
         },
         close: () => disref.close(),
+      };
+    }
+    case 'floor': {
+      // The least a correct Redis lock can do: one SET NX PX, one compare-and-delete.
+      const client = new Redis(url);
+      client.defineCommand('compareAndDelete', { numberOfKeys: 1, lua: COMPARE_AND_DELETE });
+      const release = client as unknown as {
+        compareAndDelete(key: string, token: string): Promise<number>;
+      };
+      return {
+        withLock: async (key, work) => {
+          const token = randomUUID();
+          const waited = await timed(async () => {
+            while ((await client.set(`floor:${key}`, token, 'PX', TTL, 'NX')) === null) {
+              await new Promise((resolve) => setTimeout(resolve, retry));
+            }
+          });
+          try {
+            await work();
+          } finally {
+            await release.compareAndDelete(`floor:${key}`, token);
+          }
+          return waited;
+        },
+        close: async () => {
+          client.disconnect();
+          await Promise.resolve();
+        },
       };
     }
     case 'redlock': {
       const client = new Redis(url);
       const redlock = new Redlock([client], {
         retryCount: -1,
-        retryDelay: RETRY,
-        retryJitter: RETRY / 2,
+        retryDelay: retry,
+        retryJitter: Math.ceil(retry / 2),
       });
       return {
         withLock: async (key, work) => {
-          const lock = await redlock.acquire([`redlock:${key}`], TTL);
+          let lock: Awaited<ReturnType<Redlock['acquire']>> | undefined;
+          const waited = await timed(async () => {
+            lock = await redlock.acquire([`redlock:${key}`], TTL);
+          });
           try {
             await work();
           } finally {
-            await lock.release();
+            await lock?.release();
           }
+          return waited;
         },
         close: async () => {
           await redlock.quit();
@@ -84,15 +132,16 @@ export async function makeLocker(library: Library, url: string): Promise<Locker>
           const mutex = new SemaphoreMutex(client, `semaphore:${key}`, {
             lockTimeout: TTL,
             acquireTimeout: 600_000,
-            retryInterval: RETRY,
+            retryInterval: retry,
             refreshInterval: 0,
           });
-          await mutex.acquire();
+          const waited = await timed(() => mutex.acquire());
           try {
             await work();
           } finally {
             await mutex.release();
           }
+          return waited;
         },
         close: async () => {
           client.disconnect();

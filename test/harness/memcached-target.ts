@@ -3,6 +3,7 @@
  * one server, and a pool of three (keys spread by consistent hashing). Both
  * run the lock and the reference suites.
  */
+import { parseStoreUrl } from '../../src/config.js';
 import { connect } from '../../src/index.js';
 import { MemcachedClient } from '../../src/backends/memcached/client.js';
 import { markNamespaceFresh } from '../../src/backends/memcached/epoch-guard.js';
@@ -41,4 +42,16 @@ export function memcachedTarget(count: number): BackendTarget {
       await Promise.all(servers.map((server) => server.stop()));
     },
   };
+}
+
+/** Marks `namespace` fresh on the servers of a `memcached://` URL (for benchmarks on new servers). */
+export async function markMemcachedNamespaceFresh(url: string, namespace: string): Promise<void> {
+  const address = parseStoreUrl(url);
+  if (address.scheme !== 'memcached') throw new Error(`not a memcached URL: ${url}`);
+  const client = new MemcachedClient({ servers: [...address.servers] });
+  try {
+    await markNamespaceFresh(client, namespace);
+  } finally {
+    client.close();
+  }
 }
