@@ -72,9 +72,9 @@ export interface ConnectOptions {
    */
   onError?: (error: unknown) => void;
   /**
-   * A Redis client to use instead of a URL: an ioredis `Redis` instance or a
-   * connected node-redis (`@redis/client`) client. disref opens one duplicate
-   * of it for wake-ups and never closes the client itself.
+   * A Redis client to use instead of a URL: an ioredis `Redis` or `Cluster`
+   * instance, or a connected node-redis (`@redis/client`) client. disref opens
+   * one duplicate of it for wake-ups and never closes the client itself.
    * @example connect({ redis: new Redis(process.env.REDIS_URL), namespace: 'shop' })
    */
   redis?: RedisClientLike;
@@ -358,14 +358,18 @@ function createBackend(
       return new MemoryBackend({ storeName: address.name, namespace });
     case 'redis':
     case 'rediss':
+    case 'redis-cluster':
       return new RedisBackend({ server: address, namespace, maxTtl });
     case 'memcached':
       return new MemcachedBackend({ servers: address.servers, namespace, maxTtl });
-    default:
+    default: {
+      // Unreachable while every scheme config.ts parses has a case above.
+      const { scheme } = address as { readonly scheme: string };
       throw new InvalidArgumentError(
         'url',
-        `a scheme whose backend is available in this version (memory://, redis://, rediss://, memcached://); the ${address.scheme}:// backend is not built yet`,
-        `${address.scheme}://…`,
+        `a scheme whose backend is available in this version (memory://, redis://, rediss://, redis-cluster://, memcached://); the ${scheme}:// backend is not built yet`,
+        `${scheme}://…`,
       );
+    }
   }
 }

@@ -121,21 +121,35 @@ export class RedisServer {
   readonly port: number;
   /** Set when the server speaks TLS only (its port is then a `--tls-port`). */
   readonly tls: TlsFiles | undefined;
+  /** Extra `redis-server` arguments, kept for restarts (e.g. `--cluster-enabled yes`). */
+  private readonly args: readonly string[];
   private readonly directory: string;
   private child: ChildProcess | undefined;
   private paused = false;
 
-  private constructor(port: number, tls: TlsFiles | undefined) {
+  private constructor(port: number, tls: TlsFiles | undefined, args: readonly string[]) {
     this.port = port;
     this.tls = tls;
+    this.args = args;
     this.directory = mkdtempSync(join(tmpdir(), 'disref-redis-'));
   }
 
-  /** Starts a server on a free port (TLS only when `tls` is given) and waits until it answers PING. */
-  static async start(options: { tls?: TlsFiles } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), options.tls);
+  /**
+   * Starts a server on a free port (TLS only when `tls` is given, with the
+   * extra `args`; relative file names land in its own directory) and waits
+   * until it answers PING.
+   */
+  static async start(
+    options: { tls?: TlsFiles; args?: readonly string[] } = {},
+  ): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), options.tls, options.args ?? []);
     await server.startProcess();
     return server;
+  }
+
+  /** Whether the process runs (started and not stopped). */
+  get running(): boolean {
+    return this.child !== undefined;
   }
 
   get url(): string {
@@ -200,6 +214,7 @@ export class RedisServer {
         ...listen,
         ...['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
         ...['--dir', this.directory, '--loglevel', 'warning'],
+        ...this.args,
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );

@@ -10,6 +10,7 @@ import { connect } from '../../src/index.js';
 import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import { markerKey } from '../../src/backends/redis/keys.js';
 import { memcachedTarget } from './memcached-target.js';
+import { redisClusterTarget } from './redis-cluster-target.js';
 import { RedisServer, redisUnavailable } from './servers.js';
 
 export interface BackendTarget {
@@ -116,5 +117,12 @@ export function nodeRedisTarget(): BackendTarget {
 
 /** Every target the conformance suite runs against. */
 export function allTargets(): BackendTarget[] {
-  return [memoryTarget, ioredisTarget(), nodeRedisTarget(), memcachedTarget(1), memcachedTarget(3)];
+  return [
+    memoryTarget,
+    ioredisTarget(),
+    nodeRedisTarget(),
+    redisClusterTarget(),
+    memcachedTarget(1),
+    memcachedTarget(3),
+  ];
 }

@@ -70,10 +70,7 @@ export interface IoredisClusterSubscriberClient {
   unsubscribe(channel: string): Promise<unknown>;
   ssubscribe(channel: string): Promise<unknown>;
   sunsubscribe(channel: string): Promise<unknown>;
-  on(
-    event: 'message' | 'smessage',
-    listener: (channel: string, message: string) => void,
-  ): unknown;
+  on(event: 'message' | 'smessage', listener: (channel: string, message: string) => void): unknown;
   on(event: 'error' | 'node error', listener: (error: Error) => void): unknown;
   quit(): Promise<unknown>;
   disconnect(): void;
@@ -93,8 +90,8 @@ export function isIoredisCluster(client: unknown): client is IoredisClusterClien
 
 /** The address of a cluster for errors: every seed node, never credentials. */
 export function describeClusterAddress(servers: readonly HostPort[]): string {
-  const nodes = servers.map(({ host, port }) =>
-    `${host.includes(':') ? `[${host}]` : host}:${String(port)}`,
+  const nodes = servers.map(
+    ({ host, port }) => `${host.includes(':') ? `[${host}]` : host}:${String(port)}`,
   );
   return `redis-cluster://${nodes.join(',')}`;
 }
@@ -113,12 +110,19 @@ export function clusterClientAddress(client: IoredisClusterClient): string {
           port: typeof port === 'number' ? port : 6379,
         });
       } else if (typeof seed === 'string' || typeof seed === 'number') {
-        const [host, port] = String(seed).includes(':') ? String(seed).split(':') : ['', seed];
-        servers.push({ host: host === '' ? '127.0.0.1' : String(host), port: Number(port) });
+        // ioredis also takes `port` or `host:port` seeds.
+        const text = String(seed);
+        const colon = text.lastIndexOf(':');
+        servers.push({
+          host: colon < 0 ? '127.0.0.1' : text.slice(0, colon),
+          port: Number(colon < 0 ? text : text.slice(colon + 1)),
+        });
       }
     }
   }
-  return servers.length === 0 ? 'redis-cluster://(client passed in)' : describeClusterAddress(servers);
+  return servers.length === 0
+    ? 'redis-cluster://(client passed in)'
+    : describeClusterAddress(servers);
 }
 
 /**
@@ -257,7 +261,10 @@ async function scanPrimaries(
 ): Promise<[string, string[]]> {
   const primaries = client
     .nodes('master')
-    .map((node) => ({ node, name: `${node.options.host ?? ''}:${String(node.options.port ?? '')}` }))
+    .map((node) => ({
+      node,
+      name: `${node.options.host ?? ''}:${String(node.options.port ?? '')}`,
+    }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const match = /^(\d+):(\d+)$/.exec(cursor);
   const index = match === null ? 0 : Number(match[1]);

@@ -378,7 +378,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     );
     const [alive, epoch, created] = this.expectArray(reply, 2, processId);
     this.epoch = String(epoch);
-    this.namespaceCreated = String(created ?? '0');
+    this.namespaceCreated = typeof created === 'string' ? created : '0';
     return Number(alive) === 1;
   }
 
