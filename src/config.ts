@@ -1,6 +1,7 @@
 /**
  * Store addresses: parsing `memory://`, `redis://`, `rediss://`,
- * `redis-cluster://` and `memcached://` URLs, and the environment variables
+ * `redis-cluster://`, `redis-sharded://`, `redis-quorum://` and
+ * `memcached://` URLs, and the environment variables
  * that stand in for a URL. Parsed up front so bad input never reaches a store.
  * @module
  */
@@ -28,9 +29,31 @@ export type StoreAddress =
       readonly username: string | undefined;
       readonly password: string | undefined;
     }
+  | {
+      /**
+       * Several independent Redis servers: each key on one of them
+       * (`redis-sharded`), or each lock on a majority of them (`redis-quorum`).
+       */
+      readonly scheme: 'redis-sharded' | 'redis-quorum';
+      readonly servers: readonly HostPort[];
+      readonly username: string | undefined;
+      readonly password: string | undefined;
+      /** The database number, the same on every server. */
+      readonly database: number;
+    }
   | { readonly scheme: 'memcached'; readonly servers: readonly HostPort[] };
 
-const SCHEMES = ['memory', 'redis', 'rediss', 'redis-cluster', 'memcached'] as const;
+const SCHEMES = [
+  'memory',
+  'redis',
+  'rediss',
+  'redis-cluster',
+  'redis-sharded',
+  'redis-quorum',
+  'memcached',
+] as const;
+/** Fewest servers of `redis-quorum://`: with fewer, a majority is every server. */
+const MIN_QUORUM_SERVERS = 3;
 const EXAMPLE_URLS =
   'memory://, redis://127.0.0.1:6379, rediss://host:6380, redis-cluster://h1:7000,h2:7001 or memcached://h1:11211,h2:11211';
 const DEFAULT_MEMCACHED = '127.0.0.1:11211';
@@ -80,6 +103,9 @@ function parseValidStoreUrl(url: string, shown: string, env: NodeJS.ProcessEnv):
       return parseRedis(scheme, rest, url, shown);
     case 'redis-cluster':
       return parseCluster(rest, shown);
+    case 'redis-sharded':
+    case 'redis-quorum':
+      return parseServerSet(scheme, rest, shown);
     case 'memcached': {
       const hosts = rest.replace(/\/$/, '');
       const servers =
@@ -177,6 +203,43 @@ function parseCluster(rest: string, url: string): StoreAddress {
     );
   }
   return { scheme: 'redis-cluster', servers: parseHostList(hosts, 6379, url), username, password };
+}
+
+/** `redis-sharded://` and `redis-quorum://`: several servers, each listed once, one database. */
+function parseServerSet(
+  scheme: 'redis-sharded' | 'redis-quorum',
+  rest: string,
+  url: string,
+): StoreAddress {
+  const { username, password, hosts, path } = splitCredentials(rest);
+  if (hosts === '') {
+    throw new InvalidArgumentError('url', `${scheme}://h1:p1,h2:p2,h3:p3`, url);
+  }
+  const servers = parseHostList(hosts, 6379, url);
+  const ids = new Set(servers.map(({ host, port }) => `${host.toLowerCase()}:${String(port)}`));
+  if (ids.size !== servers.length) {
+    throw new InvalidArgumentError(
+      'url',
+      `each server once in ${scheme}:// (a server listed twice would ${scheme === 'redis-quorum' ? 'vote twice' : 'be two shards'})`,
+      url,
+    );
+  }
+  if (scheme === 'redis-quorum' && servers.length < MIN_QUORUM_SERVERS) {
+    throw new InvalidArgumentError(
+      'url',
+      `at least ${String(MIN_QUORUM_SERVERS)} servers in redis-quorum:// (with fewer, a majority is every server and none may fail; use redis:// for one)`,
+      url,
+    );
+  }
+  const database = path.replace(/\/$/, '') === '' ? 0 : Number(path.replace(/\/$/, ''));
+  if (!Number.isInteger(database) || database < 0 || database > 1_000_000) {
+    throw new InvalidArgumentError(
+      'url',
+      `a database number after the servers, e.g. ${scheme}://h1:6379,h2:6379,h3:6379/2`,
+      url,
+    );
+  }
+  return { scheme, servers, username, password, database };
 }
 
 /** Parses `h1:p1,h2:p2`; IPv6 hosts go in brackets (`[::1]:6379`). */

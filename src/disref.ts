@@ -10,6 +10,8 @@ import { MemcachedBackend } from './backends/memcached/memcached-backend.js';
 import { MemoryBackend } from './backends/memory/memory-backend.js';
 import type { RedisClientLike } from './backends/redis/client.js';
 import { RedisBackend } from './backends/redis/redis-backend.js';
+import { createRedisQuorumBackend } from './backends/quorum/redis-quorum.js';
+import { createRedisShardedBackend } from './backends/sharded/redis-sharded.js';
 import { parseStoreUrl, urlFromEnvironment, type StoreAddress } from './config.js';
 import { BackendError, InvalidArgumentError } from './errors.js';
 import {
@@ -38,7 +40,8 @@ import { validateDuration, validateKey, validateOptionsObject } from './validate
 export interface ConnectOptions {
   /**
    * Store URL: `memory://[NAME]`, `redis://`, `rediss://`,
-   * `redis-cluster://h:p,h:p`, `memcached://h:p[,h:p]`.
+   * `redis-cluster://h:p,h:p`, `redis-sharded://h:p,h:p`,
+   * `redis-quorum://h:p,h:p,h:p`, `memcached://h:p[,h:p]`.
    * @default process.env.DISREF_URL, else memory://
    */
   url?: string;
@@ -362,6 +365,10 @@ function createBackend(
       return new RedisBackend({ server: address, namespace, maxTtl });
     case 'memcached':
       return new MemcachedBackend({ servers: address.servers, namespace, maxTtl });
+    case 'redis-sharded':
+      return createRedisShardedBackend(address, { namespace, maxTtl });
+    case 'redis-quorum':
+      return createRedisQuorumBackend(address, { namespace, maxTtl });
     default: {
       // Unreachable while every scheme config.ts parses has a case above.
       const { scheme } = address as { readonly scheme: string };

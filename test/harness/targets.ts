@@ -11,6 +11,7 @@ import { MemoryBackend } from '../../src/backends/memory/memory-backend.js';
 import { markerKey } from '../../src/backends/redis/keys.js';
 import { memcachedTarget } from './memcached-target.js';
 import { redisClusterTarget } from './redis-cluster-target.js';
+import { redisQuorumTarget, redisShardedTarget } from './redis-set-target.js';
 import { RedisServer, redisUnavailable } from './servers.js';
 
 export interface BackendTarget {
@@ -122,6 +123,8 @@ export function allTargets(): BackendTarget[] {
     ioredisTarget(),
     nodeRedisTarget(),
     redisClusterTarget(),
+    redisShardedTarget(),
+    redisQuorumTarget(),
     memcachedTarget(1),
     memcachedTarget(3),
   ];
