@@ -56,6 +56,8 @@ export class RedisCluster {
       ...['--cluster-node-timeout', String(nodeTimeout)],
       // A replica may be promoted however long it was cut off (tests kill primaries on purpose).
       ...['--cluster-replica-validity-factor', '0'],
+      // Replicas sync at once instead of after the default 5 s wait for more replicas.
+      ...['--repl-diskless-sync-delay', '0'],
     ];
     const servers = await Promise.all(
       Array.from({ length: primaries * (1 + replicas) }, () => RedisServer.start({ args })),
