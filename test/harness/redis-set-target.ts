@@ -22,6 +22,8 @@ export class RedisServerSet {
       (server) =>
         new Redis(server.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 1 }),
     );
+    // Tests stop servers: their admin client's errors are expected, not worth a log line.
+    for (const admin of admins) admin.on('error', () => undefined);
     await Promise.all(admins.map((admin) => admin.connect()));
     return new RedisServerSet(servers, admins);
   }

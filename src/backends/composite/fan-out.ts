@@ -62,7 +62,11 @@ export function gather<T>(
     if (options.deadline !== undefined) {
       timer = setTimeout(
         () => {
-          finish(true);
+          // Timers run before I/O in an event loop turn: after a pause of this process (busy
+          // CPU, GC), replies that came in time may still be unread. Read them first.
+          setImmediate(() => {
+            finish(true);
+          });
         },
         Math.max(0, options.deadline),
       );

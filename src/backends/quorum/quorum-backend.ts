@@ -103,9 +103,15 @@ const SPLIT_VOTE_RETRY = 50;
 
 /** What the members said to one operation, with the count that decides it. */
 interface Votes<T> extends Gathered<T> {
-  /** Members that answered yes / no, failed (or were not waited for), or are still awaited. */
+  /** Members that answered yes, and no. */
   readonly yes: number;
   readonly no: number;
+  /**
+   * Members still running, not waited for because the answer was already
+   * known, and not known to be slow: they may well be up. The rest of the
+   * members failed, missed the deadline, or are slow.
+   */
+  readonly awaited: number;
 }
 
 export class QuorumBackend implements Backend {
@@ -180,7 +186,7 @@ export class QuorumBackend implements Backend {
       return { granted: false, retryAfter: 1 };
     }
     this.giveBack(request, votes);
-    if (votes.yes + votes.no < this.quorum) {
+    if (this.failedMajority(votes)) {
       throw this.unreachable('acquire', request.key, votes, this.memberTimeout);
     }
     return { granted: false, retryAfter: this.retryAfter(votes) };
@@ -208,7 +214,7 @@ export class QuorumBackend implements Backend {
       this.memberTimeout,
     );
     if (votes.yes >= this.quorum) return true;
-    if (this.members.length - votes.yes - votes.no >= this.quorum) {
+    if (this.failedMajority(votes)) {
       throw this.unreachable('release', key, votes, this.memberTimeout);
     }
     return false;
@@ -386,7 +392,8 @@ export class QuorumBackend implements Backend {
   /**
    * Runs `operation` on every member at once. With `decideEarly`, stops
    * waiting once `isYes` answers make (or can no longer make) a majority;
-   * members that are slow (missed an earlier wait) count as failed for that.
+   * members that are slow (missed an earlier wait) count as failed for that,
+   * as long as they are a minority.
    * `deadline` bounds the wait; members still running then become slow.
    */
   private async vote<T>(
@@ -395,13 +402,15 @@ export class QuorumBackend implements Backend {
     deadline: number | undefined,
     decideEarly = true,
   ): Promise<Votes<T>> {
+    // Skipping slow members only pays while they are a minority: without them, no majority.
+    const skipSlow = this.slow.size <= this.members.length - this.quorum;
     const count = (outcomes: readonly (Outcome<T> | undefined)[]) => {
       let yes = 0;
       let no = 0;
       let awaited = 0;
       outcomes.forEach((outcome, index) => {
         if (outcome === undefined) {
-          if (!this.slow.has(index)) awaited += 1;
+          if (!skipSlow || !this.slow.has(index)) awaited += 1;
         } else if (outcome.ok) {
           if (isYes(outcome.value)) yes += 1;
           else no += 1;
@@ -434,8 +443,13 @@ export class QuorumBackend implements Backend {
         if (outcome === undefined) this.slow.add(index);
       });
     }
-    const { yes, no } = count(gathered.outcomes);
-    return { ...gathered, yes, no };
+    const { yes, no, awaited } = count(gathered.outcomes);
+    return { ...gathered, yes, no, awaited: gathered.timedOut ? 0 : awaited };
+  }
+
+  /** So many members failed (or are slow) that the others could not have made a majority. */
+  private failedMajority(votes: Votes<unknown>): boolean {
+    return votes.yes + votes.no + votes.awaited < this.quorum;
   }
 
   /**
