@@ -232,6 +232,60 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     assert.ok(assertNoOverlap(sections) >= 200, 'the lock passes between processes');
   });
 
+  it('splits reference operations into registry and resource steps: dead holders are pruned, the last live one claims', async () => {
+    const namespace = await freshNamespace();
+    const backend = (await make(namespace)).backend;
+    const expire = (id: string): Promise<unknown> => admin.zadd(processesKey(namespace), '0', id);
+    // Not live: refused, and nothing is written on the resource's side.
+    assert.equal(await backend.addReference('job:1', 'stranger'), false);
+    assert.equal(await admin.exists(referenceKey(namespace, 'job:1')), 0);
+    for (const id of ['a', 'b', 'c']) {
+      await backend.beat(id, 60_000, true, { host: 'test', pid: 1 });
+      assert.equal(await backend.addReference('job:1', id), true);
+    }
+    assert.equal(await backend.countReferences('job:1'), 3);
+    await expire('c');
+    assert.equal(await backend.countReferences('job:1'), 2, 'c pruned');
+    assert.equal(await admin.hexists(referenceKey(namespace, 'job:1'), 'p:c'), 0);
+    // a leaves while b is live: no claim, and job:1 leaves a's held set.
+    const first = await backend.removeReference('job:1', 'a', 5_000);
+    assert.deepEqual(first, { removed: true, claim: null });
+    assert.deepEqual(await admin.smembers(heldKey(namespace, 'a')), []);
+    // Another resource: x leaves last among dead holders, so it claims in a second pass.
+    for (const id of ['x', 'y']) {
+      await backend.beat(id, 60_000, true, { host: 'test', pid: 1 });
+      await backend.addReference('job:2', id);
+    }
+    await expire('y');
+    const last = await backend.removeReference('job:2', 'x', 5_000);
+    assert.equal(last.removed, true);
+    assert.equal(last.claim?.attempt, 1, 'the last live holder gets the claim');
+    const due = Number(await admin.zscore(pendingKey(namespace, 'job'), 'job:2'));
+    assert.ok(due > Date.now(), 'queued until the claim lapses');
+    // A newer entry (a later claim) survives the finish of this one.
+    await admin.zadd(pendingKey(namespace, 'job'), String(due + 60_000), 'job:2');
+    assert.equal(await backend.finishCompletion(last.claim), true);
+    assert.equal(await admin.exists(referenceKey(namespace, 'job:2')), 0, 'keys deleted');
+    assert.equal(
+      Number(await admin.zscore(pendingKey(namespace, 'job'), 'job:2')),
+      due + 60_000,
+      'a newer pending entry is not dropped',
+    );
+    // Recovery: the entry of a resource that is gone is dropped once due.
+    await admin.zadd(pendingKey(namespace, 'job'), '0', 'job:2');
+    assert.equal(await backend.claimPendingCompletion(['job'], 5_000), null);
+    assert.equal(await admin.zscore(pendingKey(namespace, 'job'), 'job:2'), null);
+    // Recovery claims job:1 once its remaining holder b is dead, pruning it on the way.
+    await expire('b');
+    await backend.reapDeadProcesses();
+    const recovered = await backend.claimPendingCompletion(['job'], 5_000);
+    assert.equal(recovered?.resource, 'job:1');
+    assert.equal(await admin.hexists(referenceKey(namespace, 'job:1'), 'p:b'), 0);
+    assert.ok(recovered !== null);
+    await backend.abandonCompletion(recovered);
+    assert.equal(await admin.zscore(pendingKey(namespace, 'job'), 'job:1'), '0', 'due again');
+  });
+
   it('lists locks and resources of every primary in a snapshot (SCAN walks each node)', async () => {
     const namespace = await freshNamespace();
     const disref = await make(namespace);
