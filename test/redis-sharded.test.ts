@@ -21,6 +21,7 @@ import { parseStoreUrl } from '../src/config.js';
 import { lockKeys } from '../src/backends/redis/keys.js';
 import type { RedisServerSet as ServerSetAddress } from '../src/backends/composite/redis-members.js';
 import { createRedisShardedBackend } from '../src/backends/sharded/redis-sharded.js';
+import { murmur3 } from '../src/backends/sharded/rendezvous.js';
 import type { ShardedBackend } from '../src/backends/sharded/sharded-backend.js';
 import { RedisServerSet } from './harness/redis-set-target.js';
 import { redisUnavailable } from './harness/servers.js';
@@ -55,6 +56,18 @@ describe('redis-sharded:// URLs and routing', () => {
     assert.equal((parseStoreUrl('redis-sharded://h1:1,h2:2/4') as ServerSetAddress).database, 4);
     assert.throws(() => parseStoreUrl('redis-sharded://h1:1,h1:1'), InvalidArgumentError);
     assert.throws(() => parseStoreUrl('redis-sharded://'), InvalidArgumentError);
+  });
+
+  it('scores keys with MurmurHash3 (x86, 32-bit), as every process must', () => {
+    const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+    // Reference values of the published algorithm (SMHasher's MurmurHash3_x86_32).
+    assert.equal(murmur3(bytes(''), 1), 0x514e28b7);
+    assert.equal(murmur3(bytes('abc'), 0), 0xb3dd93fa);
+    assert.equal(murmur3(bytes('Hello, world!'), 1234), 0xfaf6cdb3);
+    assert.equal(
+      murmur3(bytes('The quick brown fox jumps over the lazy dog'), 0x9747b28c),
+      0x2fa826cd,
+    );
   });
 
   it('spreads keys evenly, and routes alike whatever the order of the list', () => {

@@ -33,11 +33,10 @@ import type {
   StoreSnapshot,
 } from '../../backend.js';
 import { InvalidArgumentError } from '../../errors.js';
-// The memcached pool already routes keys with rendezvous hashing; one implementation serves both.
-import { Rendezvous } from '../memcached/keys.js';
 import { firstFailure, gather } from '../composite/fan-out.js';
 import { beatEveryMember, memberAt, type Member } from '../composite/liveness.js';
 import { mergeProcesses, snapshotEveryMember } from '../composite/snapshots.js';
+import { Rendezvous } from './rendezvous.js';
 
 /** One shard: a backend, its address for errors, and its identity for hashing. */
 export interface Shard extends Member {
