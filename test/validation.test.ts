@@ -184,8 +184,18 @@ describe('connect()', () => {
     });
   }
 
-  it('says plainly when a scheme has no backend in this version', async () => {
-    await assert.rejects(connect('redis-cluster://127.0.0.1:7000'), /not built yet|not available/);
+  it('says plainly which cluster it could not reach, without the password', async () => {
+    // Every scheme has a backend now; a cluster nobody serves fails at connect, naming its seeds.
+    await assert.rejects(
+      connect('redis-cluster://user:s3cret@127.0.0.1:1,127.0.0.1:2'),
+      (error: unknown) => {
+        assert.ok(error instanceof BackendError, String(error));
+        assert.equal(error.address, 'redis-cluster://127.0.0.1:1,127.0.0.1:2');
+        assert.match(error.message, /cannot reach the cluster/);
+        assert.doesNotMatch(error.message, /s3cret/);
+        return true;
+      },
+    );
   });
 
   it('never shows a password from the URL in an error', async () => {
