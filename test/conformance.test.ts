@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { InvalidArgumentError } from '../src/index.js';
 import { lockConformance } from './conformance/locks.js';
 import { referenceConformance } from './conformance/references.js';
 import { allTargets } from './harness/targets.js';
@@ -34,7 +35,20 @@ for (const target of allTargets()) {
         referenceConformance(target);
       });
     } else {
-      it('references', { todo: `${target.name}: reference counting not implemented yet` });
+      // A backend without reference counting must refuse it clearly, never half-work.
+      it('refuses references with an error naming the backend and the feature', async () => {
+        const disref = await target.connect({ namespace: 'no-references' });
+        try {
+          await assert.rejects(disref.reference('record:1'), (error: unknown) => {
+            assert.ok(error instanceof InvalidArgumentError, String(error));
+            assert.match(error.message, new RegExp(disref.backend.name));
+            assert.match(error.message, /reference/i);
+            return true;
+          });
+        } finally {
+          await disref.close();
+        }
+      });
     }
   });
 }
