@@ -28,6 +28,8 @@ import {
   referenceKey,
   slotMarkerKey,
 } from '../src/backends/redis/keys.js';
+import { RedisBackend } from '../src/backends/redis/redis-backend.js';
+import { luaScripts } from '../src/backends/redis/scripts.js';
 import { keySlot } from '../src/backends/redis/slots.js';
 import { BackendError, connect, LockLostError, type Disref } from '../src/index.js';
 import { assertNoOverlap, runCounterWorkers } from './harness/counter-workers.js';
@@ -218,6 +220,67 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     while (woken === 0 && performance.now() < deadline) await sleep(5);
     assert.equal(woken, 1, 'the release script published once, on the shard');
     stop();
+  });
+
+  it('falls back to plain pub/sub (PUBLISH, broadcast by the cluster) as on Redis before 7', async () => {
+    const namespace = await freshNamespace();
+    const client = cluster.client();
+    await client.connect();
+    // What disref picks when a primary runs Redis 6 or older.
+    const backend = new RedisBackend({
+      server: { client },
+      namespace,
+      maxTtl: 60_000,
+      clusterPublish: 'PUBLISH',
+    });
+    await backend.beat('broadcaster', 10_000, true, { host: 'test', pid: 1 }); // learns the namespace
+    const key = 'broadcast';
+    const channel = lockKeys(namespace, key).channel;
+    assert.equal((await backend.acquire(request(key, 'a'))).granted, true);
+    let woken = 0;
+    const stop = await backend.onRelease(key, () => {
+      woken += 1;
+    });
+    const plain: string[] = [];
+    for (const node of await cluster.primaries()) {
+      const channels = (await onNode(node, (redis) =>
+        redis.call('PUBSUB', 'CHANNELS', channel),
+      )) as string[];
+      plain.push(...channels);
+      const sharded = (await onNode(node, (redis) =>
+        redis.call('PUBSUB', 'SHARDCHANNELS', channel),
+      )) as string[];
+      assert.deepEqual(sharded, [], 'no sharded subscription');
+    }
+    assert.deepEqual(plain, [channel], 'one plain subscription, on one node');
+    assert.equal(await backend.release(key, 'a'), true);
+    const deadline = performance.now() + 1_000;
+    while (woken === 0 && performance.now() < deadline) await sleep(5);
+    assert.ok(woken >= 1, 'the release reached the subscriber, on whichever node it is');
+    stop();
+    await backend.removeProcess('broadcaster');
+    await backend.close();
+    assert.equal(client.status, 'ready', 'a client passed in stays open');
+    client.disconnect();
+  });
+
+  it('runs its scripts on nodes that lost their script cache (NOSCRIPT, then EVAL on that node)', async () => {
+    const namespace = await freshNamespace();
+    const disref = await make(namespace);
+    await (await disref.lock('cached').acquire()).release();
+    for (const node of await cluster.primaries()) {
+      await onNode(node, (redis) => redis.call('SCRIPT', 'FLUSH'));
+    }
+    const lease = await disref.lock('cached').acquire();
+    await lease.extend();
+    await lease.release();
+    const primary = await cluster.primaryOf(slotOf('cached'));
+    const sha = luaScripts('SPUBLISH').acquire.sha;
+    assert.deepEqual(
+      await onNode(primary, (redis) => redis.call('SCRIPT', 'EXISTS', sha)),
+      [1],
+      'cached again on that node',
+    );
   });
 
   it('4 processes x 200 locked GET/SET increments on the cluster: none lost, no overlap', async () => {

@@ -128,7 +128,8 @@ export function clusterClientAddress(client: IoredisClusterClient): string {
 /**
  * Creates an ioredis `Cluster` for a `redis-cluster://` URL and waits until
  * it is ready (slot map loaded, `cluster_state:ok`), within
- * {@link CONNECT_TIMEOUT} ms per attempt.
+ * {@link CONNECT_TIMEOUT} ms per attempt. Wakes waiters with `publish`, by
+ * default chosen from the primaries' versions.
  *
  * Why these options: commands are not queued while the cluster is down or
  * reconnecting (`enableOfflineQueue: false`), so none runs late, after its
@@ -141,6 +142,7 @@ export function clusterClientAddress(client: IoredisClusterClient): string {
  */
 export async function createClusterConnection(
   address: ClusterUrlAddress,
+  publish?: PublishCommand,
 ): Promise<RedisConnection> {
   const where = describeClusterAddress(address.servers);
   let Cluster: typeof import('ioredis').Cluster;
@@ -199,22 +201,26 @@ export async function createClusterConnection(
   }
   const cluster = client as unknown as IoredisClusterClient;
   return {
-    ...clusterConnection(cluster, await detectPublish(cluster), { owned: true }),
+    ...clusterConnection(cluster, publish ?? (await detectPublish(cluster)), { owned: true }),
     lastConnectionError: () => lastError,
   };
 }
 
 /**
  * Wraps an ioredis `Cluster` passed to `connect({ redis })`: waits for it to
- * be usable and picks the wake-up mode from its primaries' versions.
+ * be usable and picks the wake-up mode from its primaries' versions (unless
+ * `publish` says which).
  */
-export async function connectionForCluster(client: unknown): Promise<RedisConnection> {
+export async function connectionForCluster(
+  client: unknown,
+  publish?: PublishCommand,
+): Promise<RedisConnection> {
   if (!isIoredisCluster(client)) {
     throw new InvalidArgumentError('options.redis', 'an ioredis `Cluster` instance', client);
   }
   // A lazy client connects on its first command; INFO goes to any node once the slots are known.
   await client.info('server');
-  return clusterConnection(client, await detectPublish(client), { owned: false });
+  return clusterConnection(client, publish ?? (await detectPublish(client)), { owned: false });
 }
 
 /** SPUBLISH when every reachable primary runs Redis 7 or later, else PUBLISH. */

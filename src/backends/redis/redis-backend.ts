@@ -51,7 +51,13 @@ import { lockKeys, markerKey, processesKey, processKey, slotMarkerKey } from './
 import { RedisClusterReferences } from './redis-cluster-references.js';
 import { RedisReferences, type ScriptRunner } from './redis-references.js';
 import { parseLockState, takeSnapshot } from './redis-snapshot.js';
-import { luaScripts, runScript, scriptVariant, type LuaScript } from './scripts.js';
+import {
+  luaScripts,
+  runScript,
+  scriptVariant,
+  type LuaScript,
+  type PublishCommand,
+} from './scripts.js';
 import { keySlot } from './slots.js';
 import { Wakeups } from './wakeups.js';
 
@@ -79,6 +85,13 @@ export interface RedisBackendOptions {
    * @default 5_000
    */
   readonly operationTimeout?: number;
+  /**
+   * Redis Cluster only: how scripts wake waiters. SPUBLISH (sharded pub/sub,
+   * on the node of the lock's slot) needs Redis 7 on every primary; PUBLISH
+   * is broadcast by the cluster to every node.
+   * @default detected at connect: SPUBLISH when every primary runs Redis 7+, else PUBLISH
+   */
+  readonly clusterPublish?: PublishCommand;
 }
 
 /** Default bound on one operation; clients disref creates time out sooner (3 s). */
@@ -133,7 +146,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
       if (isIoredisCluster(client)) {
         this.name = 'redis-cluster';
         this.address = clusterClientAddress(client);
-        this.connecting = () => connectionForCluster(client);
+        this.connecting = () => connectionForCluster(client, options.clusterPublish);
       } else {
         const { connection, address } = connectionForClient(client, 'options.redis');
         this.name = 'redis';
@@ -143,7 +156,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     } else if (server.scheme === 'redis-cluster') {
       this.name = 'redis-cluster';
       this.address = describeClusterAddress(server.servers);
-      this.connecting = () => createClusterConnection(server);
+      this.connecting = () => createClusterConnection(server, options.clusterPublish);
     } else {
       this.name = 'redis';
       this.address = describeAddress(server);
