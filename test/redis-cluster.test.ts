@@ -127,7 +127,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     if (unavailable !== undefined) assert.fail(`${unavailable} (DISREF_REQUIRE_SERVERS=1)`);
     const started = performance.now();
     cluster = await RedisCluster.start({ primaries: 3, replicasPerPrimary: 1, nodeTimeout: 1_500 });
-    console.log(`# cluster of 6 nodes ready in ${(performance.now() - started).toFixed(0)} ms`);
+    console.log(`cluster of 6 nodes ready in ${(performance.now() - started).toFixed(0)} ms`);
     admin = cluster.client();
     await admin.connect();
   });
@@ -544,7 +544,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     assert.ok(during.error instanceof BackendError || during.value === null, String(during.error));
     await cluster.waitUntilHealthy(cluster.failoverBound);
     const failoverMs = performance.now() - killedAt;
-    console.log(`# failover took ${failoverMs.toFixed(0)} ms`);
+    console.log(`failover took ${failoverMs.toFixed(0)} ms`);
     assert.equal(
       (await cluster.primaryOf(slotOf(kept))).port,
       replica.port,
