@@ -77,7 +77,18 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
   let cluster: RedisCluster;
   let admin: Cluster;
   const open: Disref[] = [];
+  /** Clients and backends a test made itself: closed after the suite even if the test failed. */
+  const clients: Cluster[] = [];
+  const backends: RedisBackend[] = [];
   let counter = 0;
+
+  /** A connected ioredis Cluster of the test's own. */
+  const ownClient = async (): Promise<Cluster> => {
+    const client = cluster.client();
+    clients.push(client);
+    await client.connect();
+    return client;
+  };
 
   /** Connects in `namespace`, closed after the suite; heartbeats failing during outages are expected. */
   const make = async (namespace: string, options: { maxTtl?: number } = {}): Promise<Disref> => {
@@ -133,6 +144,8 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
   });
   after(async () => {
     await Promise.all(open.map((disref) => disref.close()));
+    await Promise.all(backends.map((backend) => backend.close()));
+    for (const client of clients) client.disconnect();
     admin.disconnect();
     await cluster.dispose();
   });
@@ -224,8 +237,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
 
   it('falls back to plain pub/sub (PUBLISH, broadcast by the cluster) as on Redis before 7', async () => {
     const namespace = await freshNamespace();
-    const client = cluster.client();
-    await client.connect();
+    const client = await ownClient();
     // What disref picks when a primary runs Redis 6 or older.
     const backend = new RedisBackend({
       server: { client },
@@ -233,6 +245,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
       maxTtl: 60_000,
       clusterPublish: 'PUBLISH',
     });
+    backends.push(backend);
     await backend.beat('broadcaster', 10_000, true, { host: 'test', pid: 1 }); // learns the namespace
     const key = 'broadcast';
     const channel = lockKeys(namespace, key).channel;
@@ -375,9 +388,9 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
 
   it('uses an ioredis Cluster passed in, and never closes it', async () => {
     const namespace = await freshNamespace();
-    const client = cluster.client();
-    await client.connect();
+    const client = await ownClient();
     const disref = await connect({ redis: client, namespace });
+    open.push(disref);
     assert.equal(disref.backend.name, 'redis-cluster');
     assert.match(
       disref.backend.address,
@@ -407,6 +420,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     const namespace = await freshNamespace();
     const before = await clients();
     const disref = await connect({ url: cluster.url, namespace });
+    open.push(disref); // closed below; again after the suite if the test fails first
     const lease = await disref.lock('connections').acquire();
     const waiting = disref.lock('connections').acquire({ timeout: 2_000 }); // opens the subscribers
     await sleep(50);
