@@ -13,10 +13,14 @@
  * key out of many (contention is rare: this measures what the stores and
  * the clients can push through, not waiting). Beside throughput and
  * latency, the table shows the CPU the redis-server processes and the
- * worker processes used, in cores: on a machine with few cores, that says
- * which side ran out first.
+ * worker processes used, in cores and per lock: on a machine with few
+ * cores, that says which side ran out first. The last column extrapolates
+ * what the servers alone could take (each busy for one full core, at the
+ * measured cost per lock), which is where sharding would pay off given
+ * enough client machines.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
@@ -65,6 +69,8 @@ interface Result {
   readonly serverCores: number;
   readonly busiestServerCores: number;
   readonly clientCores: number;
+  /** Operations that failed (error message, count), per worker. */
+  readonly failures: readonly [string, number][];
 }
 
 /** CPU time (ms) a local process used so far, from /proc (Linux); undefined elsewhere. */
@@ -104,6 +110,19 @@ async function run(setup: Setup, round: number): Promise<Result> {
       { stdio: ['pipe', 'pipe', 'inherit'] },
     ),
   );
+  try {
+    return await measure(setup, children, namespace);
+  } finally {
+    // A worker that failed must not leave the others (and this process) running.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+async function measure(
+  setup: Setup,
+  children: readonly ChildProcessByStdio<Writable, Readable, null>[],
+  namespace: string,
+): Promise<Result> {
   const lines = children.map((child) =>
     createInterface({ input: child.stdout })[Symbol.asyncIterator](),
   );
@@ -120,11 +139,13 @@ async function run(setup: Setup, round: number): Promise<Result> {
   const reports = await Promise.all(
     lines.map(async (line) => {
       const report = await line.next();
+      if (report.done === true) throw new Error(`a worker of ${setup.name} (${namespace}) died`);
       return JSON.parse(String(report.value)) as {
         operations: number;
         p50: number;
         p99: number;
         cpuMicros: number;
+        failures: Record<string, number>;
       };
     }),
   );
@@ -139,6 +160,7 @@ async function run(setup: Setup, round: number): Promise<Result> {
     serverCores: used.reduce((sum, seconds) => sum + seconds, 0) / elapsed,
     busiestServerCores: Math.max(...used) / elapsed,
     clientCores: reports.reduce((sum, report) => sum + report.cpuMicros, 0) / 1e6 / SECONDS,
+    failures: reports.flatMap((report) => Object.entries(report.failures)),
   };
 }
 
@@ -155,6 +177,7 @@ function table(results: readonly Result[]): string {
     'client CPU, cores',
     'redis CPU µs per lock',
     'client CPU µs per lock',
+    'server-bound ceiling, locks/s',
   ];
   const perLock = (cores: number, result: Result): string =>
     ((cores * 1e6) / result.opsPerSecond).toFixed(0);
@@ -169,6 +192,8 @@ function table(results: readonly Result[]): string {
     result.clientCores.toFixed(2),
     perLock(result.serverCores, result),
     perLock(result.clientCores, result),
+    // Every server busy for a full core, at the server CPU per lock measured here.
+    ((result.setup.servers * result.opsPerSecond) / result.serverCores).toFixed(0),
   ]);
   const widths = header.map((cell, column) =>
     Math.max(cell.length, ...rows.map((row) => row[column]?.length ?? 0)),
@@ -248,8 +273,10 @@ try {
     for (const [index, setup] of setups.entries()) {
       const result = await run(setup, round * setups.length + index);
       runs.get(setup)?.push(result);
+      const failed = result.failures.reduce((sum, [, count]) => sum + count, 0);
       console.log(
-        `  round ${String(round + 1)}: ${setup.name} ${result.opsPerSecond.toFixed(0)} locks/s`,
+        `  round ${String(round + 1)}: ${setup.name} ${result.opsPerSecond.toFixed(0)} locks/s` +
+          (failed === 0 ? '' : `, ${String(failed)} failed: ${result.failures[0]?.[0] ?? ''}`),
       );
     }
   }

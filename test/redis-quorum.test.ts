@@ -145,7 +145,7 @@ describe('redis quorum (3 servers)', { skip }, () => {
         assert.equal(await lease.release(), true);
       }
       const elapsed = performance.now() - started;
-      // Waiting for the frozen server would cost 500 ms per operation (30 s here).
+      // Waiting for the frozen server would cost 2 s per operation (two minutes here).
       assert.ok(elapsed < 3_000, `20 acquire/extend/release took ${elapsed.toFixed(0)} ms`);
     });
   });
@@ -247,12 +247,13 @@ describe('redis quorum (3 servers)', { skip }, () => {
     const lease = await a.lock('shown', { ttl: 5_000 }).acquire();
     const state = await a.backend.inspect('shown');
     assert.equal(state?.holders.length, 1);
-    assert.equal(state?.holders[0]?.fence, lease.fence);
+    // A member that granted after the majority had may hold a larger fence for it.
+    assert.ok((state?.holders[0]?.fence ?? 0) >= lease.fence);
     assert.ok((state?.holders[0]?.ttlLeft ?? 0) > 4_000);
     const snapshot = await a.backend.snapshot();
     assert.deepEqual(
       snapshot.locks.map((lock) => [lock.key, lock.holders[0]?.fence]),
-      [['shown', lease.fence]],
+      [['shown', state?.holders[0]?.fence]],
     );
     assert.ok(snapshot.processes.some((process) => process.id === a.id));
     await lease.release();

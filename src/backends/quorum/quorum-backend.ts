@@ -82,8 +82,10 @@ export interface QuorumBackendOptions {
    * Longest wait, in ms, for a member that has not answered when the
    * outcome depends on it; it then counts as failed for that operation and
    * is not waited for again until it answers. An acquire never waits longer
-   * than its validity time either.
-   * @default 500
+   * than its validity time either. Shorter makes a frozen member cheaper;
+   * too short fails healthy members on a busy machine (a member that misses
+   * it is as good as down for that operation).
+   * @default 2_000
    */
   readonly memberTimeout?: number;
   /**
@@ -96,7 +98,7 @@ export interface QuorumBackendOptions {
   readonly wakeupWindow?: number;
 }
 
-const MEMBER_TIMEOUT = 500;
+const MEMBER_TIMEOUT = 2_000;
 const WAKEUP_WINDOW = 2;
 /** After a split vote, contenders retry within this many ms, at random, so that they stop colliding. */
 const SPLIT_VOTE_RETRY = 50;
@@ -576,8 +578,10 @@ export class QuorumBackend implements Backend {
 
 /**
  * One lock's state from the members' views: the holders listed by at least
- * `quorum` members, with the largest fence and the ttl that `quorum` of them
- * still grant; the most waiters any member counts. Null when free.
+ * `quorum` members, with the largest fence they recorded (the lease's own,
+ * or more when a member granted it after a majority had) and the ttl that
+ * `quorum` of them still grant; the most waiters any member counts. Null
+ * when free.
  */
 export function mergeLockStates(
   key: string,
