@@ -475,27 +475,33 @@ export class QuorumBackend implements Backend {
     const fence = Math.max(...grants.map((grant) => grant.fence));
     const lower = grants.filter((grant) => grant.fence < fence);
     const needed = this.quorum - (grants.length - lower.length);
-    if (needed <= 0) return fence;
-    const raised = await gather(
-      lower.length,
-      (index) => {
-        const member = memberAt(this.members, memberAt(lower, index).index);
-        return member.fences.raise(key, fence);
-      },
-      {
-        decided: (outcomes) => outcomes.filter((outcome) => outcome?.ok === true).length >= needed,
-        deadline: Math.max(0, within),
-      },
-    );
-    const done = raised.outcomes.filter((outcome) => outcome?.ok === true).length;
-    if (done >= needed) return fence;
-    if (raised.timedOut) return undefined;
-    const failures = lower
-      .map((grant, index) => ({ grant, outcome: raised.outcomes[index] }))
-      .filter(({ outcome }) => outcome?.ok !== true)
-      .map(({ grant, outcome }) =>
-        describeMemberFailure(memberAt(this.members, grant.index).address, outcome, within),
+    const started = performance.now();
+    let done = 0;
+    let next = 0;
+    const failures: string[] = [];
+    // Only as many as needed, and more only if some of those fail: each is a round trip.
+    while (done < needed && next < lower.length) {
+      const batch = lower.slice(next, next + needed - done);
+      next += batch.length;
+      const raised = await gather(
+        batch.length,
+        (index) => {
+          const member = memberAt(this.members, memberAt(batch, index).index);
+          return member.fences.raise(key, fence);
+        },
+        { deadline: Math.max(0, within - (performance.now() - started)) },
       );
+      if (raised.timedOut) return undefined;
+      raised.outcomes.forEach((outcome, index) => {
+        if (outcome?.ok === true) {
+          done += 1;
+        } else {
+          const member = memberAt(this.members, memberAt(batch, index).index);
+          failures.push(describeMemberFailure(member.address, outcome, within));
+        }
+      });
+    }
+    if (done >= needed) return fence;
     throw new BackendError(
       this.address,
       `a majority granted the lock, but its fence could not be recorded on a majority: ${failures.join('; ')}; the lock was given back`,
