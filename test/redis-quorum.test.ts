@@ -19,6 +19,7 @@ import {
 } from '../src/index.js';
 import { parseStoreUrl } from '../src/config.js';
 import { lockKeys } from '../src/backends/redis/keys.js';
+import { aliveAfter } from './harness/alive-after.js';
 import { RedisServerSet } from './harness/redis-set-target.js';
 import { redisUnavailable } from './harness/servers.js';
 import { checkExclusiveAcrossProcesses } from './harness/set-workers.js';
@@ -239,6 +240,29 @@ describe('redis quorum (3 servers)', { skip }, () => {
     for (let i = 1; i < fences.length; i++) {
       assert.ok((fences[i] ?? 0) > (fences[i - 1] ?? Infinity), `fences ${fences.join(', ')}`);
     }
+  });
+
+  it('leaves no timer or connection behind after close(), even with a server frozen', async () => {
+    const namespace = `q-leaks-${String(process.pid)}`;
+    await set.markFresh(namespace);
+    const alive = await aliveAfter(async () => {
+      const [a, b] = await Promise.all(
+        [0, 1].map(() =>
+          connect({ url: set.url('redis-quorum'), namespace, onError: () => undefined }),
+        ),
+      );
+      assert.ok(a !== undefined && b !== undefined);
+      await without([2], 'frozen', async () => {
+        const held = await a.lock('k', { ttl: 300 }).acquire();
+        const waiting = b.lock('k').acquire({ timeout: 5_000 }); // subscribes on every server
+        await sleep(50);
+        await held.release();
+        await (await waiting).release();
+        await a.lock('k', { ttl: 200 }).using(() => sleep(150)); // extended under way
+        await Promise.all([a.close(), b.close()]);
+      });
+    });
+    assert.deepEqual(alive, [], 'resources still alive after close()');
   });
 
   it('inspect() and status show the holder a majority agrees on', async () => {

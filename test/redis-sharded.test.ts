@@ -23,6 +23,7 @@ import type { RedisServerSet as ServerSetAddress } from '../src/backends/composi
 import { createRedisShardedBackend } from '../src/backends/sharded/redis-sharded.js';
 import { murmur3 } from '../src/backends/sharded/rendezvous.js';
 import type { ShardedBackend } from '../src/backends/sharded/sharded-backend.js';
+import { aliveAfter } from './harness/alive-after.js';
 import { RedisServerSet } from './harness/redis-set-target.js';
 import { redisUnavailable } from './harness/servers.js';
 import { checkExclusiveAcrossProcesses } from './harness/set-workers.js';
@@ -254,6 +255,28 @@ describe('redis sharded (3 servers)', { skip }, () => {
     assert.notEqual(holder.id, oldId, 'the holder kept an identity one shard no longer knows');
     assert.equal(reference.held, false);
     assert.deepEqual(completed, [resource], 'the reference on another shard was not recovered');
+  });
+
+  it('leaves no timer or connection behind after close()', async () => {
+    const namespace = `s-leaks-${String(process.pid)}`;
+    await set.markFresh(namespace);
+    const alive = await aliveAfter(async () => {
+      const [a, b] = await Promise.all(
+        [0, 1].map(() =>
+          connect({ url: set.url('redis-sharded'), namespace, onError: () => undefined }),
+        ),
+      );
+      assert.ok(a !== undefined && b !== undefined);
+      const held = await Promise.all(KEYS.slice(0, 6).map((key) => a.lock(key).acquire()));
+      const waiting = b.lock(KEYS[0] ?? '').acquire({ timeout: 5_000 });
+      await sleep(50);
+      await Promise.all(held.map((lease) => lease.release()));
+      await (await waiting).release();
+      const reference = await b.reference('job:leaks');
+      await reference.dereference(() => undefined);
+      await Promise.all([a.close(), b.close()]);
+    });
+    assert.deepEqual(alive, [], 'resources still alive after close()');
   });
 
   it('keeps 3 processes x 30 increments exclusive', async () => {

@@ -1,0 +1,35 @@
+/**
+ * Which timers and sockets created while a function ran are still alive
+ * after it: an async_hooks census (it also sees unref'd timers, which
+ * process.getActiveResourcesInfo() does not list). LEAK_STACKS=1 records
+ * where each was created.
+ */
+import { createHook } from 'node:async_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export async function aliveAfter(run: () => Promise<void>): Promise<string[]> {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type === 'Timeout' || type === 'TCPWRAP' || type === 'PIPEWRAP') {
+        live.set(
+          id,
+          (process.env.LEAK_STACKS ?? '') === '' ? type : (new Error(type).stack ?? type),
+        );
+      }
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  });
+  hook.enable();
+  try {
+    await run();
+    // Let sockets finish closing and destroy hooks of cleared timers run.
+    await sleep(50);
+    await new Promise(setImmediate);
+  } finally {
+    hook.disable();
+  }
+  return [...live.values()];
+}
