@@ -222,12 +222,12 @@ export class QuorumBackend implements Backend {
     return false;
   }
 
+  /** Done on a majority; a registration left on a slow member expires by itself. */
   async leave(key: string, owner: string): Promise<void> {
     const votes = await this.vote(
       (member) => member.backend.leave(key, owner),
       () => true,
       this.memberTimeout,
-      false,
     );
     if (votes.yes < this.quorum) throw this.unreachable('leave', key, votes, this.memberTimeout);
   }
@@ -317,12 +317,12 @@ export class QuorumBackend implements Backend {
     );
   }
 
+  /** Done on a majority; an entry left on a slow member runs out by itself. */
   async removeProcess(processId: string): Promise<void> {
     const votes = await this.vote(
       (member) => member.backend.removeProcess(processId),
       () => true,
       this.memberTimeout,
-      false,
     );
     if (votes.yes < this.quorum) {
       throw this.unreachable('removing a process', undefined, votes, this.memberTimeout);
@@ -335,7 +335,6 @@ export class QuorumBackend implements Backend {
       (member) => member.backend.reapDeadProcesses(),
       () => true,
       this.memberTimeout,
-      false,
     );
     if (votes.yes === 0) throw this.unreachable('reaping', undefined, votes, this.memberTimeout);
     let reaped = 0;
