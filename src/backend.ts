@@ -115,8 +115,9 @@ export interface Backend extends ReferenceOperations {
   /** Releases if `owner` still holds it; wakes waiters. Never frees another owner's lock. */
   release(key: string, owner: string): Promise<boolean>;
   /**
-   * Removes a waiter registration (gave up, timed out, aborted), and
-   * releases the lock if a hand-off granted it meanwhile; wakes the others.
+   * Gives an acquisition up entirely (it timed out or was aborted): removes
+   * its waiter registration and, if a hand-off granted it the lock
+   * meanwhile, releases that too; wakes the others.
    */
   leave(key: string, owner: string): Promise<void>;
   /**

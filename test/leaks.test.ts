@@ -4,37 +4,10 @@
  * process.getActiveResourcesInfo() does not list.
  */
 import assert from 'node:assert/strict';
-import { createHook } from 'node:async_hooks';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, LockTimeoutError } from '../src/index.js';
-
-/** Tracks timers and sockets created while `run` runs; resolves those still alive afterwards. */
-async function aliveAfter(run: () => Promise<void>): Promise<string[]> {
-  const live = new Map<number, string>();
-  const hook = createHook({
-    init(id, type) {
-      if (type === 'Timeout' || type === 'TCPWRAP' || type === 'PIPEWRAP')
-        live.set(
-          id,
-          (process.env.LEAK_STACKS ?? '') === '' ? type : (new Error(type).stack ?? type),
-        );
-    },
-    destroy(id) {
-      live.delete(id);
-    },
-  });
-  hook.enable();
-  try {
-    await run();
-    // Let destroy hooks of timers that just fired or were cleared run.
-    await sleep(10);
-    await new Promise(setImmediate);
-  } finally {
-    hook.disable();
-  }
-  return [...live.values()];
-}
+import { aliveAfter } from './harness/alive-after.js';
 
 it('leaves no timers or handles behind after close()', async () => {
   const alive = await aliveAfter(async () => {

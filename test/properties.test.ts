@@ -128,8 +128,8 @@ async function step(backend: Backend, key: string, model: Model, command: Comman
       await backend.leave(key, command.owner);
       const queued = model.queue.findIndex((waiter) => waiter.owner === command.owner);
       if (queued >= 0) model.queue.splice(queued, 1);
-      // With hand-offs, a waiter that gives up may already hold the lock: leave gives it back.
-      if (model.handOff) model.holders.delete(command.owner);
+      // leave() gives the whole acquisition up: with hand-offs, a waiter may already hold the lock.
+      model.holders.delete(command.owner);
       model.handOffToQueue();
       return;
     }

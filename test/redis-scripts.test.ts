@@ -193,30 +193,56 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     }
   });
 
-  it('queues fair waiters in order; a fair newcomer waits behind a conflicting waiter until it expires', async () => {
+  it('queues fair waiters in order, hands a release to the head, and skips a waiter that stopped renewing', async () => {
     const { backend: b, namespace } = await backend();
     const keys = lockKeys(namespace, 'k');
-    assert.ok((await b.acquire(request('holder', { ttl: 200 }))).granted);
+    assert.ok((await b.acquire(request('holder', { ttl: 5_000 }))).granted);
     assert.equal((await b.acquire(request('w1', { wait: true, waiterTtl: 1_000 }))).granted, false);
     assert.equal((await b.acquire(request('w2', { wait: true, waiterTtl: 5_000 }))).granted, false);
     assert.deepEqual(await admin.zrange(keys.queue, '0', '-1'), ['w1', 'w2']);
     // A renewal keeps the waiter's place.
     assert.equal((await b.acquire(request('w1', { wait: true, waiterTtl: 1_000 }))).granted, false);
     assert.deepEqual(await admin.zrange(keys.queue, '0', '-1'), ['w1', 'w2']);
+    // The release hands the lock to the head of the queue, in the same script.
     assert.equal(await b.release('k', 'holder'), true);
-    const second = await b.acquire(request('w2', { wait: true }));
-    assert.equal(second.granted, false, 'w2 may not pass w1');
-    assert.ok(!second.granted && second.retryAfter <= 1_000, 'bounded by the blocking waiter');
+    const state = await b.inspect('k');
+    assert.deepEqual(
+      state?.holders.map((holder) => holder.owner),
+      ['w1'],
+      'handed to the first waiter',
+    );
+    assert.equal(
+      (await b.acquire(request('w2', { wait: true }))).granted,
+      false,
+      'w2 may not pass w1',
+    );
     assert.equal(
       (await b.acquire(request('barger', { fair: false }))).granted,
-      true,
-      'fair: false barges',
+      false,
+      'nobody barges into a handed-off lock',
     );
-    assert.equal(await b.release('k', 'barger'), true);
-    await sleep(1_050); // w1 stops renewing: its registration expires
-    const granted = await b.acquire(request('w2', { wait: true }));
-    assert.ok(granted.granted, 'w2 granted once w1 expired');
+    const again = await b.acquire(request('w1', { wait: true }));
+    assert.ok(again.granted, 'w1 holds it: its own attempt returns its fence');
+    assert.equal(await b.release('k', 'w1'), true);
+    assert.deepEqual(
+      (await b.inspect('k'))?.holders.map((holder) => holder.owner),
+      ['w2'],
+      'then to the next',
+    );
+    assert.equal(await b.release('k', 'w2'), true);
     assert.equal(await admin.exists(keys.queue), 0, 'queue empty');
+
+    // A waiter whose registration ran out is skipped by the hand-off.
+    assert.ok((await b.acquire(request('holder2', { ttl: 5_000 }))).granted);
+    assert.equal((await b.acquire(request('gone', { wait: true, waiterTtl: 200 }))).granted, false);
+    assert.equal((await b.acquire(request('w3', { wait: true, waiterTtl: 5_000 }))).granted, false);
+    await sleep(250); // 'gone' stops renewing: its registration expires
+    assert.equal(await b.release('k', 'holder2'), true);
+    assert.deepEqual(
+      (await b.inspect('k'))?.holders.map((holder) => holder.owner),
+      ['w3'],
+    );
+    await b.release('k', 'w3');
   });
 
   it('lets queued readers share, and lets the head writer through first', async () => {

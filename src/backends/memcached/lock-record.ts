@@ -222,12 +222,18 @@ export function planRelease(
   };
 }
 
-/** The record without `owner`'s waiter registration, or undefined when it had none. */
+/**
+ * The record without `owner`'s waiter registration or holding (`leave` gives
+ * the whole acquisition up, as on every backend), or undefined when it had none.
+ */
 export function planLeave(current: LockRecord, owner: string, now: number): LockRecord | undefined {
-  if (!current.pendingWriters.some((writer) => writer.owner === owner)) return undefined;
+  const waiting = current.pendingWriters.some((writer) => writer.owner === owner);
+  const holding = current.holders.some((holder) => holder.owner === owner);
+  if (!waiting && !holding) return undefined;
   const record = prune(current, now);
   return {
     ...record,
+    holders: record.holders.filter((holder) => holder.owner !== owner),
     pendingWriters: record.pendingWriters.filter((writer) => writer.owner !== owner),
   };
 }

@@ -41,7 +41,7 @@ export interface RedisConnection {
 /** A connection in subscriber mode. */
 export interface RedisSubscriber {
   /** Resolves once the server acknowledged SUBSCRIBE. */
-  subscribe(channel: string, onMessage: () => void): Promise<void>;
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<void>;
   unsubscribe(channel: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -233,9 +233,9 @@ function ioredisConnection(client: IoredisClient, { owned }: { owned: boolean })
     openSubscriber: () => {
       const subscriber = client.duplicate();
       subscriber.on('error', () => undefined);
-      const handlers = new Map<string, () => void>();
-      subscriber.on('message', (channel) => {
-        handlers.get(channel)?.();
+      const handlers = new Map<string, (message: string) => void>();
+      subscriber.on('message', (channel, message) => {
+        handlers.get(channel)?.(message);
       });
       return {
         subscribe: async (channel, onMessage) => {
@@ -298,8 +298,8 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
       return {
         subscribe: async (channel, onMessage) => {
           await ready();
-          await subscriber.subscribe(channel, () => {
-            onMessage();
+          await subscriber.subscribe(channel, (message) => {
+            onMessage(message);
           });
         },
         unsubscribe: async (channel) => {

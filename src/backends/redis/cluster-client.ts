@@ -291,9 +291,9 @@ function clusterSubscriber(client: IoredisClusterClient, sharded: boolean): Redi
   });
   subscriber.on('error', () => undefined);
   subscriber.on('node error', () => undefined);
-  const handlers = new Map<string, () => void>();
-  subscriber.on(sharded ? 'smessage' : 'message', (channel) => {
-    handlers.get(channel)?.();
+  const handlers = new Map<string, (message: string) => void>();
+  subscriber.on(sharded ? 'smessage' : 'message', (channel: string, message: string) => {
+    handlers.get(channel)?.(message);
   });
   return {
     subscribe: async (channel, onMessage) => {

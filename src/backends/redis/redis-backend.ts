@@ -113,7 +113,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     sharedLocks: true,
     listKeys: true,
     crossProcess: true,
-    handOff: false,
+    handOff: true,
   };
   private readonly namespace: string;
   private readonly maxTtl: number;
@@ -215,13 +215,23 @@ export class RedisBackend implements Backend, ReferenceOperations {
 
   async release(key: string, owner: string): Promise<boolean> {
     const keys = lockKeys(this.namespace, key);
-    const reply = await this.run(this.scripts.release, [keys.lock], [owner, keys.channel], key);
+    const reply = await this.run(
+      this.scripts.release,
+      [keys.lock, keys.queue, keys.fence],
+      [owner, keys.channel, String(this.fenceTtl)],
+      key,
+    );
     return Number(reply) === 1;
   }
 
   async leave(key: string, owner: string): Promise<void> {
     const keys = lockKeys(this.namespace, key);
-    await this.run(this.scripts.leave, [keys.lock, keys.queue], [owner, keys.channel], key);
+    await this.run(
+      this.scripts.leave,
+      [keys.lock, keys.queue, keys.fence],
+      [owner, keys.channel, String(this.fenceTtl)],
+      key,
+    );
   }
 
   async onRelease(key: string, listener: ReleaseListener): Promise<() => void> {

@@ -73,8 +73,8 @@ export interface LuaScripts {
 const SCRIPT_FILES = {
   acquire: 'acquire-4',
   extend: 'extend-1',
-  release: 'release-1',
-  leave: 'leave-2',
+  release: 'release-3',
+  leave: 'leave-3',
   inspect: 'inspect-2',
   beat: 'beat-3',
   removeProcess: 'remove-process-3',

@@ -42,8 +42,8 @@ export class Wakeups {
       const created: Channel = {
         listeners: new Set(),
         ready: this.enqueue(channel, (subscriber) =>
-          subscriber.subscribe(channel, () => {
-            this.dispatch(channel);
+          subscriber.subscribe(channel, (message) => {
+            this.dispatch(channel, message);
           }),
         ),
       };
@@ -90,10 +90,14 @@ export class Wakeups {
     }
   }
 
-  private dispatch(channel: string): void {
+  /** `granted <owner> <fence>` reports a store-side hand-off; anything else is a plain wake-up. */
+  private dispatch(channel: string, message: string): void {
     const entry = this.channels.get(channel);
     if (entry === undefined) return;
-    for (const listener of [...entry.listeners]) listener();
+    const granted = /^granted (\S+) (\d+)$/.exec(message);
+    const handOff =
+      granted === null ? undefined : { owner: granted[1] ?? '', fence: Number(granted[2]) };
+    for (const listener of [...entry.listeners]) listener(handOff);
   }
 
   private enqueue(

@@ -31,7 +31,8 @@ latest (else until the registrations in the way or the quarantine end), >= 1.
 Fences: max(last fence + 1, server ms * 1000), so they keep increasing even
 after the store lost the fence key, as long as fewer than 1000 are handed
 out per ms. Grants to queued readers publish on the channel so the readers
-queued behind them can join.
+queued behind them can join. A lock found free with waiters queued is first
+handed to them (includes/hand-off.lua).
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/marker.lua"
@@ -39,6 +40,7 @@ queued behind them can join.
 --- @include "includes/lock-name.lua"
 --- @include "includes/lock-state.lua"
 --- @include "includes/publish.lua"
+--- @include "includes/hand-off.lua"
 
 local lock_key, queue_key, fence_key, marker_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local owner, mode = ARGV[1], ARGV[2]
@@ -64,7 +66,9 @@ if quarantine > now then
 end
 
 local state = read_lock(lock_key, queue_key, now)
-if state.pruned then
+-- A lock left free (its holder ran out) goes to the head of the queue first.
+local handed = hand_off(state, lock_key, queue_key, fence_key, now, ARGV[10], channel)
+if state.pruned and handed == 0 then
   publish(channel, 'expired')
 end
 
@@ -135,12 +139,12 @@ if wait then
     if queued then
       -- Renewed in place: it keeps its turn and the mode it queued with.
       queued.expires = expires
-      redis.call('HSET', lock_key, 'w:' .. owner, queued.mode .. ' ' .. fmt(expires))
+      redis.call('HSET', lock_key, 'w:' .. owner, queued.mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
     else
       local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
       redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
-      state.waiting[owner] = { mode = mode, expires = expires }
-      redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires))
+      state.waiting[owner] = { mode = mode, expires = expires, ttl = ttl }
+      redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
     end
   elseif mode == 'exclusive' then
     state.pending[owner] = expires

@@ -4,7 +4,8 @@ includes/time.lua and includes/lock-name.lua by acquire-4.lua, inspect-2.lua.
 Layout of a lock (all keys share the hash tag, so one Cluster slot):
   lock   hash, one field per holder or waiter:
            'h:' .. owner -> '<mode> <fence> <expiresAt>'  holder
-           'w:' .. owner -> '<mode> <expiresAt>'          fair waiter
+           'w:' .. owner -> '<mode> <expiresAt> <ttl>'    fair waiter (ttl: the
+                            lease length a hand-off grants it)
            'p:' .. owner -> '<expiresAt>'                 pending writer (an
                             unfair exclusive waiter; new readers wait for it)
            'key'         -> the original key, when the key names hash it
@@ -15,7 +16,7 @@ Layout of a lock (all keys share the hash tag, so one Cluster slot):
 
 read_lock(lock_key, queue_key, now) -> state, deleting expired entries:
   state.holders  owner -> { mode, fence (string), expires }
-  state.waiting  owner -> { mode, expires }   (fair waiters)
+  state.waiting  owner -> { mode, expires, ttl }   (fair waiters)
   state.pending  owner -> expires             (pending writers)
   state.queue    fair waiters' owners in arrival order
   state.pruned   true when an expired holder or fair waiter was removed
@@ -39,10 +40,10 @@ local function read_lock(lock_key, queue_key, now)
         state.pruned = true
       end
     elseif kind == 'w:' then
-      local mode, expires = string.match(value, '^(%S+) (%S+)$')
+      local mode, expires, ttl = string.match(value, '^(%S+) (%S+) ?(%S*)$')
       expires = tonumber(expires)
       if expires > now then
-        state.waiting[owner] = { mode = mode, expires = expires }
+        state.waiting[owner] = { mode = mode, expires = expires, ttl = tonumber(ttl) }
       else
         dead[#dead + 1] = field
       end

@@ -1,5 +1,5 @@
 --[[ Fragment: wake-up messages. Included by the scripts that wake waiters
-(acquire-4, release-1, leave-2, inspect-2).
+(acquire-4, release-3, leave-3, inspect-2, and includes/hand-off.lua).
 
 publish(channel, message) sends with PUBLISH. On Redis Cluster 7 or later,
 scripts.ts loads includes/publish-sharded.lua in its place (SPUBLISH), so a
