@@ -360,16 +360,16 @@ describe('memcached references across processes', { skip: !requireServers && una
     );
   });
 
-  it('gives exactly one true and one completion per resource when 4 processes dereference 20 resources at once', async () => {
+  it('gives exactly one true and one completion per resource when 8 processes dereference 50 resources at once', async () => {
     const namespace = await freshNamespace();
-    const resources = Array.from({ length: 20 }, (_, i) => `batch:${String(i)}`);
-    const started = await Promise.all(Array.from({ length: 4 }, () => startWorker(namespace)));
-    // Each process takes its 20 references concurrently (one held-list write combines them).
+    const resources = Array.from({ length: 50 }, (_, i) => `batch:${String(i)}`);
+    const started = await Promise.all(Array.from({ length: 8 }, () => startWorker(namespace)));
+    // Each process takes its 50 references concurrently (one held-list write combines them).
     await Promise.all(
       started.flatMap(([worker]) => resources.map((resource) => worker.ask(`ref ${resource}`))),
     );
     const observer = backendOf(await join(namespace));
-    for (const resource of resources) assert.equal(await observer.countReferences(resource), 4);
+    for (const resource of resources) assert.equal(await observer.countReferences(resource), 8);
     // Every command is written before any reply is awaited, each process in its own random
     // order, so the processes really race on every resource.
     const results = await Promise.all(

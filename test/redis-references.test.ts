@@ -546,18 +546,18 @@ describe('redis references', { skip: !requireServers && unavailable }, () => {
       assert.equal(await admin.exists(referenceKey(namespace, 'hang:1')), 0, 'keys deleted');
     });
 
-    it('six processes dereferencing the same resources at once: one true and one completion per resource', async () => {
+    it('eight processes dereferencing the same 50 resources at once: one true and one completion per resource', async () => {
       const namespace = 'race';
       await markNamespaceFresh(admin, namespace);
       const [observer] = await backend(namespace);
-      const resources = Array.from({ length: 8 }, (_, i) => `batch:${String(i)}`);
-      const racers = await Promise.all(Array.from({ length: 6 }, () => worker(namespace, RELAXED)));
+      const resources = Array.from({ length: 50 }, (_, i) => `batch:${String(i)}`);
+      const racers = await Promise.all(Array.from({ length: 8 }, () => worker(namespace, RELAXED)));
       await Promise.all(
         racers.map(async (racer) => {
           for (const resource of resources) await racer.send(`ref ${resource}`);
         }),
       );
-      for (const resource of resources) assert.equal(await observer.countReferences(resource), 6);
+      for (const resource of resources) assert.equal(await observer.countReferences(resource), 8);
       // Each in its own random order, all started before any is awaited.
       const replies = await Promise.all(
         racers.map((racer) =>
