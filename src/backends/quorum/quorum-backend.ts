@@ -198,7 +198,8 @@ export class QuorumBackend implements Backend {
     const votes = await this.vote(
       (member) => member.backend.extend(key, owner, ttl),
       (extended) => extended,
-      this.memberTimeout,
+      // An extension that takes longer than the new lease is lost anyway.
+      Math.max(1, Math.min(this.memberTimeout, ttl - driftMargin(ttl))),
     );
     if (votes.yes >= this.quorum) return true;
     if (votes.no > this.members.length - this.quorum) {
