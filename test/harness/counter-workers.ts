@@ -20,24 +20,19 @@ export interface Section {
 }
 
 /**
- * Starts `workers` processes on `url` / `namespace`, lets them go together
- * once all are connected (so they really contend), and returns their
- * critical sections after checking that every one exited cleanly.
+ * Starts `count` processes running `workerPath` with `env`, lets them go
+ * together once all print "ready" (so they really contend), checks that each
+ * exited 0 and ended with "done", and returns their `section START END`
+ * lines as critical sections.
  */
-export async function runCounterWorkers(options: {
-  url: string;
-  namespace: string;
-  workers: number;
-  iterations: number;
-}): Promise<Section[]> {
-  const children = Array.from({ length: options.workers }, () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', worker], {
-      env: {
-        ...process.env,
-        DISREF_TEST_URL: options.url,
-        DISREF_TEST_NAMESPACE: options.namespace,
-        DISREF_TEST_ITERATIONS: String(options.iterations),
-      },
+export async function runSectionWorkers(
+  workerPath: string,
+  count: number,
+  env: Record<string, string>,
+): Promise<Section[]> {
+  const children = Array.from({ length: count }, () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', workerPath], {
+      env: { ...process.env, ...env },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     let output = '';
@@ -58,7 +53,7 @@ export async function runCounterWorkers(options: {
     const codes = await Promise.all(children.map(({ exited }) => exited));
     assert.deepEqual(
       codes.map(([code]) => code),
-      Array.from({ length: options.workers }, () => 0),
+      children.map(() => 0),
     );
   } finally {
     for (const { child } of children) if (child.exitCode === null) child.kill('SIGKILL');
@@ -66,16 +61,27 @@ export async function runCounterWorkers(options: {
   const sections: Section[] = [];
   children.forEach(({ output }, index) => {
     assert.match(output(), /\ndone\n$/);
-    for (const line of output().split('\n')) {
-      const match = /^section (\d+) (\d+)$/.exec(line);
-      if (match !== null) {
-        sections.push({
-          worker: index,
-          start: BigInt(match[1] ?? ''),
-          end: BigInt(match[2] ?? ''),
-        });
-      }
+    for (const match of output().matchAll(/^section (\d+) (\d+)$/gm)) {
+      sections.push({ worker: index, start: BigInt(match[1] ?? ''), end: BigInt(match[2] ?? '') });
     }
+  });
+  return sections;
+}
+
+/**
+ * Starts `workers` counter workers on `url` / `namespace` together and
+ * returns their critical sections after checking every one exited cleanly.
+ */
+export async function runCounterWorkers(options: {
+  url: string;
+  namespace: string;
+  workers: number;
+  iterations: number;
+}): Promise<Section[]> {
+  const sections = await runSectionWorkers(worker, options.workers, {
+    DISREF_TEST_URL: options.url,
+    DISREF_TEST_NAMESPACE: options.namespace,
+    DISREF_TEST_ITERATIONS: String(options.iterations),
   });
   assert.equal(sections.length, options.workers * options.iterations);
   return sections;
