@@ -10,6 +10,7 @@
  * Recording the reader's fence makes the older holder's later write fail.
  * @module
  */
+import { InvalidArgumentError } from './errors.js';
 
 /** A value guarded by fences (see the module doc). */
 export interface FencedResource {
@@ -26,4 +27,18 @@ export interface FencedResource {
    * @throws StaleFenceError when a higher fence was seen; nothing is written.
    */
   write(fence: number, value: string): Promise<void>;
+}
+
+/** Checks a fence presented to a fenced resource; returns it unchanged. */
+export function checkFence(fence: unknown): number {
+  if (typeof fence !== 'number' || !Number.isSafeInteger(fence) || fence <= 0) {
+    throw new InvalidArgumentError('fence', 'a lease fence (a positive safe integer)', fence);
+  }
+  return fence;
+}
+
+/** Checks a value written to a fenced resource; returns it unchanged. */
+export function checkValue(value: unknown): string {
+  if (typeof value !== 'string') throw new InvalidArgumentError('value', 'a string', value);
+  return value;
 }

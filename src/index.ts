@@ -53,3 +53,4 @@ export {
 } from './events.js';
 export type { FencedResource } from './fenced.js';
 export { fencedRedisKey } from './backends/redis/fenced-key.js';
+export { fencedMemcachedItem } from './backends/memcached/fenced-item.js';

@@ -20,19 +20,19 @@ export interface Section {
 }
 
 /**
- * Starts `count` processes running `workerPath` with `env`, lets them go
- * together once all print "ready" (so they really contend), checks that each
- * exited 0 and ended with "done", and returns their `section START END`
- * lines as critical sections.
+ * Starts `count` processes running `workerPath` with `env` (and
+ * `DISREF_TEST_WORKER`, the worker's index), lets them go together once all
+ * print "ready" (so they really contend), checks that each exited 0 and
+ * ended with "done", and returns what each printed.
  */
-export async function runSectionWorkers(
+export async function runReadyWorkers(
   workerPath: string,
   count: number,
   env: Record<string, string>,
-): Promise<Section[]> {
-  const children = Array.from({ length: count }, () => {
+): Promise<string[]> {
+  const children = Array.from({ length: count }, (_, index) => {
     const child = spawn(process.execPath, ['--import', 'tsx', workerPath], {
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...env, DISREF_TEST_WORKER: String(index) },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     let output = '';
@@ -58,10 +58,25 @@ export async function runSectionWorkers(
   } finally {
     for (const { child } of children) if (child.exitCode === null) child.kill('SIGKILL');
   }
-  const sections: Section[] = [];
-  children.forEach(({ output }, index) => {
+  return children.map(({ output }) => {
     assert.match(output(), /\ndone\n$/);
-    for (const match of output().matchAll(/^section (\d+) (\d+)$/gm)) {
+    return output();
+  });
+}
+
+/**
+ * Runs {@link runReadyWorkers} and returns the workers' `section START END`
+ * lines as critical sections.
+ */
+export async function runSectionWorkers(
+  workerPath: string,
+  count: number,
+  env: Record<string, string>,
+): Promise<Section[]> {
+  const outputs = await runReadyWorkers(workerPath, count, env);
+  const sections: Section[] = [];
+  outputs.forEach((output, index) => {
+    for (const match of output.matchAll(/^section (\d+) (\d+)$/gm)) {
       sections.push({ worker: index, start: BigInt(match[1] ?? ''), end: BigInt(match[2] ?? '') });
     }
   });

@@ -4,8 +4,8 @@
  * atomically. One key, so it works on a Redis Cluster too.
  * @module
  */
-import { BackendError, InvalidArgumentError, StaleFenceError } from '../../errors.js';
-import type { FencedResource } from '../../fenced.js';
+import { BackendError, StaleFenceError } from '../../errors.js';
+import { checkFence, checkValue, type FencedResource } from '../../fenced.js';
 import { validateKey } from '../../validate.js';
 import { connectionForClient, type RedisClientLike, type RedisConnection } from './client.js';
 import { loadScript, runScript, type LuaScript } from './scripts.js';
@@ -15,13 +15,6 @@ let scripts: { read: LuaScript; write: LuaScript } | undefined;
 function fencedScripts(): { read: LuaScript; write: LuaScript } {
   scripts ??= { read: loadScript('fenced-read-1'), write: loadScript('fenced-write-1') };
   return scripts;
-}
-
-function checkFence(fence: unknown): number {
-  if (typeof fence !== 'number' || !Number.isSafeInteger(fence) || fence <= 0) {
-    throw new InvalidArgumentError('fence', 'a lease fence (a positive safe integer)', fence);
-  }
-  return fence;
 }
 
 /** Reply of both scripts: {1, value-or-fence} or {0, highest}. */
@@ -86,8 +79,7 @@ class FencedRedisKey implements FencedResource {
 
   async write(fence: number, value: string): Promise<void> {
     const seen = checkFence(fence);
-    if (typeof value !== 'string') throw new InvalidArgumentError('value', 'a string', value);
-    const reply = await this.run(fencedScripts().write, [String(seen), value]);
+    const reply = await this.run(fencedScripts().write, [String(seen), checkValue(value)]);
     if (!reply.ok) throw new StaleFenceError(this.key, seen, Number(reply.payload));
   }
 }
