@@ -128,6 +128,13 @@ export interface Backend extends ReferenceOperations {
    * (waiters then also poll for releases made elsewhere).
    */
   onRelease(key: string, listener: ReleaseListener): Promise<() => void>;
+  /**
+   * Whether `onRelease(key)` would be live at once, without a round trip (a
+   * subscription kept open from a recent wait). A waiter then listens before
+   * its first attempt instead of after a denial, which saves an attempt.
+   * Optional: a backend without it is treated as never ready.
+   */
+  isListening?(key: string): boolean;
   /** The lock's current holders and waiter count, or `null` when free. */
   inspect(key: string): Promise<LockState | null>;
   /**

@@ -17,6 +17,7 @@ import {
   LockLostError,
   type Disref,
 } from '../src/index.js';
+import { LINGER } from '../src/backends/redis/wakeups.js';
 import { RedisServer, freePort, redisUnavailable } from './harness/servers.js';
 import { markNamespaceFresh } from './harness/targets.js';
 
@@ -280,7 +281,7 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     await client.close();
   });
 
-  it('shares one subscriber connection among many waiters and unsubscribes when they are done', async () => {
+  it('shares one subscriber connection among many waiters and unsubscribes shortly after they are done', async () => {
     const namespace = await freshNamespace();
     const holder = await make(namespace);
     const waiter = await make(namespace);
@@ -303,6 +304,12 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     for (const wait of waits) await (await wait).release();
     assert.ok(performance.now() - started < 3_000, 'woken by releases, not by 30 s leases');
     await sleep(50);
+    assert.equal(
+      ((await admin.pubsub('CHANNELS', `${namespace}:*`)) as string[]).length,
+      10,
+      'kept a moment for the next wait',
+    );
+    await sleep(LINGER + 100);
     assert.deepEqual(await admin.pubsub('CHANNELS', `${namespace}:*`), [], 'all unsubscribed');
   });
 

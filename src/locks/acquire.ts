@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { LockMode } from '../backend.js';
+import type { HandOff, LockMode } from '../backend.js';
 import { LockTimeoutError } from '../errors.js';
 import { publish } from '../events.js';
 import type { ResolvedLockOptions } from '../options.js';
@@ -43,8 +43,8 @@ export async function acquireHeld(
   const { session, key, mode, options } = context;
   session.assertOpen();
   const backend = session.backend;
-  const linked = linkSignals([options.signal, call.signal, session.signal]);
-  const signal = linked.signal;
+  // Watched only while waiting: an attempt that is granted at once adds no listener.
+  const signals = watchedSignals(options.signal, call.signal, session.signal);
 
   const owner = newOwnerToken(session.id);
   const wait = call.timeout > 0;
@@ -71,10 +71,11 @@ export async function acquireHeld(
   const take = async (fence: number, attemptStart: number): Promise<HeldLock> => {
     registered = false;
     const held = new HeldLock({ session, key, owner, fence, ttl: options.ttl, attemptStart });
-    if (signal.aborted) {
+    const aborted = abortedAmong(signals);
+    if (aborted !== undefined) {
       // The grant raced an abort: give it back instead of leaking it.
       await held.releaseOnClose();
-      signal.throwIfAborted();
+      aborted.throwIfAborted();
     }
     publish('lockAcquired', () => ({
       key,
@@ -85,13 +86,27 @@ export async function acquireHeld(
     return held;
   };
 
+  const listener = (granted: HandOff | undefined): void => {
+    if (granted === undefined) {
+      wakeup.wake();
+    } else if (granted.owner === owner) {
+      handOff = { fence: granted.fence, seenAt: performance.now() };
+      wakeup.wake();
+    }
+  };
+
   try {
+    // A lock waited for recently is still subscribed to: listen before the first
+    // attempt (no round trip), so a denial can be waited on without a second attempt.
+    if (wait && backend.isListening?.(key) === true) {
+      unsubscribe = await backend.onRelease(key, listener);
+    }
     for (;;) {
       // Handed the lock on release: it was granted after our last attempt started,
       // so counting the lease from that moment never overstates it.
       const granted = handedOff();
       if (granted !== undefined) return await take(granted.fence, lastAttemptStart);
-      signal.throwIfAborted();
+      abortedAmong(signals)?.throwIfAborted();
       wakeup.reset();
       const attemptStart = performance.now();
       lastAttemptStart = attemptStart;
@@ -119,21 +134,13 @@ export async function acquireHeld(
         // Subscribe only once denied, so an uncontended acquire is one round trip; then try
         // again at once, since the release may have come before the subscription was live.
         // Even a polling backend wakes waiters at once for releases made in this process.
-        unsubscribe = await backend.onRelease(key, (granted) => {
-          if (granted === undefined) {
-            wakeup.wake();
-          } else if (granted.owner === owner) {
-            handOff = { fence: granted.fence, seenAt: performance.now() };
-            wakeup.wake();
-          }
-        });
+        unsubscribe = await backend.onRelease(key, listener);
         continue;
       }
       const delay = notifying ? pause : jitter(pause);
-      await wakeup.wait(Math.min(result.retryAfter, delay, left), signal);
+      await wakeup.wait(Math.min(result.retryAfter, delay, left), signals);
     }
   } finally {
-    linked.dispose();
     unsubscribe?.();
     if (registered) await leaveQuietly(context, owner);
   }
@@ -152,32 +159,15 @@ function jitter(ms: number): number {
   return Math.max(1, Math.round(ms * (0.5 + Math.random())));
 }
 
-/**
- * One signal that aborts when any of `signals` does. Unlike AbortSignal.any,
- * it detaches from long-lived sources (the session) when disposed.
- */
-function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
-  signal: AbortSignal;
-  dispose: () => void;
-} {
-  const controller = new AbortController();
-  const sources = signals.filter((source): source is AbortSignal => source !== undefined);
-  const onAbort = (event: Event): void => {
-    controller.abort((event.target as AbortSignal).reason);
-  };
-  for (const source of sources) {
-    if (source.aborted) {
-      controller.abort(source.reason);
-      break;
-    }
-    source.addEventListener('abort', onAbort, { once: true });
-  }
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      for (const source of sources) source.removeEventListener('abort', onAbort);
-    },
-  };
+/** The signals that stop a wait, without the undefined ones. */
+function watchedSignals(...signals: (AbortSignal | undefined)[]): AbortSignal[] {
+  return signals.filter((signal): signal is AbortSignal => signal !== undefined);
+}
+
+/** The first of `signals` that aborted, if any. */
+function abortedAmong(signals: readonly AbortSignal[]): AbortSignal | undefined {
+  for (const signal of signals) if (signal.aborted) return signal;
+  return undefined;
 }
 
 /** A one-shot wake-up that a notification or a timeout resolves, abortable. */
@@ -194,23 +184,28 @@ class Wakeup {
     this.woken = false;
   }
 
-  wait(ms: number, signal: AbortSignal): Promise<void> {
+  /** Resolves when woken or after `ms`; rejects with the reason of the first of `signals` to abort. */
+  wait(ms: number, signals: readonly AbortSignal[]): Promise<void> {
     if (this.woken) return Promise.resolve();
+    const aborted = abortedAmong(signals);
+    if (aborted !== undefined) return Promise.reject(aborted.reason as Error);
     return new Promise<void>((resolve, reject) => {
-      const finish = (): void => {
+      const detach = (): void => {
         clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
+        for (const signal of signals) signal.removeEventListener('abort', onAbort);
         this.resolve = undefined;
+      };
+      const finish = (): void => {
+        detach();
         resolve();
       };
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        this.resolve = undefined;
-        reject(signal.reason as Error);
+      const onAbort = (event: Event): void => {
+        detach();
+        reject((event.target as AbortSignal).reason as Error);
       };
       const timer = setTimeout(finish, Math.max(0, ms));
       this.resolve = finish;
-      signal.addEventListener('abort', onAbort, { once: true });
+      for (const signal of signals) signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 }

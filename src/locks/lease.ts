@@ -24,7 +24,10 @@ export class HeldLock implements SessionResource {
   readonly ttl: number;
   private readonly owner: string;
   private readonly session: Session;
-  private readonly lost = new AbortController();
+  /** Made on first use of `signal` (an AbortSignal is costly to create); see {@link lostReason}. */
+  private lost: AbortController | undefined;
+  /** Why the lease may be gone, once it may be. */
+  private lostReason: LockLostError | undefined;
   /** Monotonic time (performance.now()) until which the lease is surely valid. */
   private validUntil: number;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -53,7 +56,16 @@ export class HeldLock implements SessionResource {
   }
 
   get signal(): AbortSignal {
+    if (this.lost === undefined) {
+      this.lost = new AbortController();
+      if (this.lostReason !== undefined) this.lost.abort(this.lostReason);
+    }
     return this.lost.signal;
+  }
+
+  /** Why the lease may be gone (the reason `signal` aborts with), or undefined while it is not. */
+  get lostError(): LockLostError | undefined {
+    return this.lostReason;
   }
 
   /** ms left before the lease may have run out, on the local monotonic clock. */
@@ -72,10 +84,10 @@ export class HeldLock implements SessionResource {
 
   check(): void {
     if (this.released) throw new LockLostError(this.key, this.fence, 'it was released');
-    if (!this.lost.signal.aborted && performance.now() >= this.validUntil) {
+    if (this.lostReason === undefined && performance.now() >= this.validUntil) {
       this.markLost('it ran out before it was extended');
     }
-    if (this.lost.signal.aborted) throw this.lost.signal.reason as LockLostError;
+    if (this.lostReason !== undefined) throw this.lostReason;
   }
 
   async extend(ttl: number): Promise<void> {
@@ -84,9 +96,9 @@ export class HeldLock implements SessionResource {
     const extended = await this.session.backend.extend(this.key, this.owner, ttl);
     if (!extended) {
       this.markLost('the store no longer has it under this owner');
-      throw this.lost.signal.reason as LockLostError;
+      throw this.lostReason ?? new LockLostError(this.key, this.fence, 'it was lost');
     }
-    if (this.lost.signal.aborted) throw this.lost.signal.reason as LockLostError;
+    if (this.lostReason !== undefined) throw this.lostReason;
     // Released while the extension was in flight: nothing left to keep alive.
     if (this.released) return;
     this.validUntil = start + ttl - driftMargin(ttl);
@@ -102,7 +114,7 @@ export class HeldLock implements SessionResource {
     clearTimeout(this.extensionTimer);
     this.session.untrack(this);
     // A lost lease has run out in the store too, or belongs to someone else now.
-    if (this.lost.signal.aborted) return false;
+    if (this.lostReason !== undefined) return false;
     const wasHeld = await this.session.backend.release(this.key, this.owner);
     publish('lockReleased', () => ({
       ...this.describe(),
@@ -128,7 +140,7 @@ export class HeldLock implements SessionResource {
   keepExtended(): () => void {
     let stopped = false;
     const schedule = (delay: number): void => {
-      if (stopped || this.lost.signal.aborted) return;
+      if (stopped || this.lostReason !== undefined) return;
       this.extensionTimer = setTimeout(() => {
         this.extend(this.ttl).then(
           () => {
@@ -149,10 +161,11 @@ export class HeldLock implements SessionResource {
   }
 
   markLost(reason: string): void {
-    if (this.lost.signal.aborted) return;
+    if (this.lostReason !== undefined) return;
     clearTimeout(this.expiryTimer);
     clearTimeout(this.extensionTimer);
-    this.lost.abort(new LockLostError(this.key, this.fence, reason));
+    this.lostReason = new LockLostError(this.key, this.fence, reason);
+    this.lost?.abort(this.lostReason);
     publish('lockLost', () => ({ ...this.describe(), reason }));
   }
 

@@ -77,7 +77,7 @@ export abstract class BaseLock implements Lock {
     try {
       result = await this.enter(holding, () => fn(lease));
       // Work that finished after the lease was lost was not protected: say so.
-      if (!held.isReleased && held.signal.aborted) throw held.signal.reason as Error;
+      if (!held.isReleased && held.lostError !== undefined) throw held.lostError;
     } catch (error) {
       stopExtending?.();
       await lease.release().catch(() => undefined);

@@ -30,7 +30,7 @@ export class ReentrantLock extends BaseLock {
     throwOnTimeout: boolean,
   ): Promise<Holding | null> {
     const outer = chain.getStore()?.get(this.chainKey());
-    if (outer !== undefined && !outer.held.isReleased && !outer.held.signal.aborted) {
+    if (outer !== undefined && !outer.held.isReleased && outer.held.lostError === undefined) {
       outer.depth += 1;
       return { lease: countedLease(outer), held: outer.held, fresh: false };
     }

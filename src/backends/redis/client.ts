@@ -21,6 +21,11 @@ export interface RedisConnection {
    * cluster (the subscriber then uses SSUBSCRIBE to match).
    */
   readonly publish: PublishCommand;
+  /**
+   * ms after which the client itself fails a command (ioredis
+   * `commandTimeout`, for clients disref creates); undefined when unknown.
+   */
+  readonly commandTimeout?: number;
   /** EVALSHA; rejects with an error whose message starts with `NOSCRIPT` when the script is not cached. */
   evalsha(sha: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /** EVAL with the full script text (the server caches it). */
@@ -165,7 +170,11 @@ export async function createIoredisConnection(address: RedisUrlAddress): Promise
   client.on('ready', () => {
     lastError = undefined;
   });
-  return { ...ioredisConnection(client, { owned: true }), lastConnectionError: () => lastError };
+  return {
+    ...ioredisConnection(client, { owned: true }),
+    commandTimeout: COMMAND_TIMEOUT,
+    lastConnectionError: () => lastError,
+  };
 }
 
 /**

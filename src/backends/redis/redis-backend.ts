@@ -255,6 +255,10 @@ export class RedisBackend implements Backend, ReferenceOperations {
     }
   }
 
+  isListening(key: string): boolean {
+    return this.wakeups?.isListening(lockKeys(this.namespace, key).channel) === true;
+  }
+
   async inspect(key: string): Promise<LockState | null> {
     const keys = lockKeys(this.namespace, key);
     const reply = await this.run(
@@ -433,8 +437,12 @@ export class RedisBackend implements Backend, ReferenceOperations {
   ): Promise<T> {
     this.assertOpen(key);
     try {
-      const connection = await this.connect();
-      return await withDeadline(send(connection), this.operationTimeout);
+      const connection = this.connected ?? (await this.connect());
+      // A client disref created fails a command after its own commandTimeout already.
+      const bounded = (connection.commandTimeout ?? Infinity) <= this.operationTimeout;
+      return await (bounded
+        ? send(connection)
+        : withDeadline(send(connection), this.operationTimeout));
     } catch (error) {
       if (error instanceof BackendError) throw error;
       throw this.failure(what, error, key);

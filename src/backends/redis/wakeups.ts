@@ -1,7 +1,10 @@
 /**
  * Wake-ups for waiters: one subscriber connection per backend, shared by
  * every waiter of this process, with SUBSCRIBE / UNSUBSCRIBE reference-counted
- * per channel.
+ * per channel. A channel stays subscribed for {@link LINGER} ms after its last
+ * listener left: a lock that is waited for again soon (a hot lock) then needs
+ * no SUBSCRIBE / UNSUBSCRIBE round trips, and a waiter can listen before its
+ * first attempt (see {@link Wakeups.isListening}).
  *
  * Why pub/sub on a per-lock channel: the release script publishes in the same
  * atomic step that frees the lock, so a waiter subscribed before its attempt
@@ -14,10 +17,17 @@
 import type { ReleaseListener } from '../../backend.js';
 import type { RedisSubscriber } from './client.js';
 
+/** ms a channel stays subscribed after its last listener left. */
+export const LINGER = 1_000;
+
 interface Channel {
   readonly listeners: Set<ReleaseListener>;
   /** Settles when the server acknowledged SUBSCRIBE. */
   readonly ready: Promise<void>;
+  /** True once the server acknowledged SUBSCRIBE. */
+  live: boolean;
+  /** Sends UNSUBSCRIBE when it fires: set while nobody listens. */
+  linger: NodeJS.Timeout | undefined;
 }
 
 export class Wakeups {
@@ -46,14 +56,24 @@ export class Wakeups {
             this.dispatch(channel, message);
           }),
         ),
+        live: false,
+        linger: undefined,
       };
+      created.ready.then(
+        () => {
+          created.live = true;
+        },
+        () => undefined,
+      );
       this.channels.set(channel, created);
       entry = created;
     }
     const current = entry;
+    clearTimeout(current.linger);
+    current.linger = undefined;
     current.listeners.add(listener);
     try {
-      await current.ready;
+      if (!current.live) await current.ready;
     } catch (error) {
       this.remove(channel, current, listener, false);
       throw error;
@@ -66,10 +86,19 @@ export class Wakeups {
     };
   }
 
+  /**
+   * Whether `channel` is subscribed already (the server acknowledged it), so
+   * that `listen` resolves without a round trip and misses no later message.
+   */
+  isListening(channel: string): boolean {
+    return this.channels.get(channel)?.live === true;
+  }
+
   /** Closes the subscriber connection; later calls to `listen` open a new one. */
   async close(): Promise<void> {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
+    for (const entry of this.channels.values()) clearTimeout(entry.linger);
     this.channels.clear();
     this.tails.clear();
     await subscriber?.close();
@@ -83,17 +112,25 @@ export class Wakeups {
   ): void {
     entry.listeners.delete(listener);
     if (entry.listeners.size > 0 || this.channels.get(channel) !== entry) return;
-    this.channels.delete(channel);
-    if (subscribed) {
+    if (!subscribed) {
+      this.channels.delete(channel);
+      return;
+    }
+    clearTimeout(entry.linger);
+    entry.linger = setTimeout(() => {
+      entry.linger = undefined;
+      if (entry.listeners.size > 0 || this.channels.get(channel) !== entry) return;
+      this.channels.delete(channel);
       // Best effort: if it fails, stray messages find no listener and are dropped.
       this.enqueue(channel, (subscriber) => subscriber.unsubscribe(channel)).catch(() => undefined);
-    }
+    }, LINGER);
+    entry.linger.unref();
   }
 
   /** `granted <owner> <fence>` reports a store-side hand-off; anything else is a plain wake-up. */
   private dispatch(channel: string, message: string): void {
     const entry = this.channels.get(channel);
-    if (entry === undefined) return;
+    if (entry === undefined || entry.listeners.size === 0) return;
     const granted = /^granted (\S+) (\d+)$/.exec(message);
     const handOff =
       granted === null ? undefined : { owner: granted[1] ?? '', fence: Number(granted[2]) };

@@ -65,6 +65,21 @@ if quarantine > now then
   return { 0, math.ceil(quarantine - now), epoch }
 end
 
+-- Fast path: no holder, waiter or pending writer at all (the queue expires
+-- with its last waiter, and the lock hash lives at least as long), so the
+-- lock is granted without reading its state.
+if redis.call('EXISTS', lock_key, queue_key) == 0 then
+  local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+  redis.call('SET', fence_key, fmt(fence), 'PX', ARGV[10])
+  if original_key ~= '' then
+    redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl), 'key', original_key)
+  else
+    redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+  end
+  redis.call('PEXPIREAT', lock_key, fmt(now + ttl))
+  return { 1, fence, epoch }
+end
+
 local state = read_lock(lock_key, queue_key, now)
 -- A lock left free (its holder ran out) goes to the head of the queue first.
 local handed = hand_off(state, lock_key, queue_key, fence_key, now, ARGV[10], channel)
