@@ -54,3 +54,9 @@ export {
 export type { FencedResource } from './fenced.js';
 export { fencedRedisKey } from './backends/redis/fenced-key.js';
 export { fencedMemcachedItem } from './backends/memcached/fenced-item.js';
+export {
+  fencedSqlRow,
+  type FencedSqlRowOptions,
+  type SqlQuery,
+  type SqlResult,
+} from './fenced-sql-row.js';
