@@ -80,6 +80,34 @@ if redis.call('EXISTS', lock_key, queue_key) == 0 then
   return { 1, fence, epoch }
 end
 
+-- Fast denial: a fair exclusive request, new to this lock, behind a live
+-- exclusive waiter at the head of the queue, cannot be granted whoever holds
+-- the lock; it joins the tail without the whole state being read.
+if mode == 'exclusive' and fair and redis.call('EXISTS', lock_key) == 1 then
+  local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+  if head and head ~= owner then
+    local entries = redis.call('HMGET', lock_key, 'w:' .. head, 'h:' .. owner, 'w:' .. owner, 'p:' .. owner)
+    local waiter_mode, waiter_expires = string.match(entries[1] or '', '^(%S+) (%S+)')
+    if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and not (entries[2] or entries[3] or entries[4]) then
+      if wait then
+        local expires = now + waiter_ttl
+        local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
+        redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
+        redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
+        remember_name()
+        -- Each key lives as long as its latest entry: at least as long as this one.
+        if redis.call('PTTL', lock_key) < waiter_ttl then
+          redis.call('PEXPIRE', lock_key, waiter_ttl)
+        end
+        if redis.call('PTTL', queue_key) < waiter_ttl then
+          redis.call('PEXPIRE', queue_key, waiter_ttl)
+        end
+      end
+      return { 0, math.max(1, redis.call('PTTL', lock_key)), epoch }
+    end
+  end
+end
+
 local state = read_lock(lock_key, queue_key, now)
 -- A lock left free (its holder ran out) goes to the head of the queue first.
 local handed = hand_off(state, lock_key, queue_key, fence_key, now, ARGV[10], channel)

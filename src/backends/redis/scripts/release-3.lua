@@ -29,6 +29,33 @@ if mine and redis.call('HLEN', lock_key) == 1 and tonumber(string.match(mine, '(
   publish(channel, 'released')
   return 1
 end
+-- Fast hand-off: a live exclusive holder (so no other live holder) releases
+-- to a live exclusive waiter at the head of the queue; the rest of the state
+-- is neither read nor needed. Anything else takes the full path below.
+if mine then
+  local mode, _, expires = string.match(mine, '^(%S+) (%S+) (%S+)$')
+  if mode == 'exclusive' and tonumber(expires) > now then
+    local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+    local entry = head and redis.call('HGET', lock_key, 'w:' .. head)
+    if entry then
+      local waiter_mode, waiter_expires, waiter_ttl = string.match(entry, '^(%S+) (%S+) ?(%S*)$')
+      waiter_ttl = tonumber(waiter_ttl)
+      if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and waiter_ttl then
+        redis.call('HDEL', lock_key, 'h:' .. owner, 'w:' .. head)
+        redis.call('ZREM', queue_key, head)
+        local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+        redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
+        redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fmt(fence) .. ' ' .. fmt(now + waiter_ttl))
+        -- The hash lives as long as its latest entry: at least as long as the new lease.
+        if redis.call('PTTL', lock_key) < waiter_ttl then
+          redis.call('PEXPIRE', lock_key, waiter_ttl)
+        end
+        publish(channel, 'granted ' .. head .. ' ' .. fmt(fence))
+        return 1
+      end
+    end
+  end
+end
 local state = read_lock(lock_key, queue_key, now)
 local released = 0
 if state.holders[owner] then
