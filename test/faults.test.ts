@@ -1,6 +1,7 @@
 /**
  * The fault runs (test/faults/): worker processes loop acquire -> read the
- * shared record -> write it + 1 -> release, while the harness pauses and
+ * shared record (a fenced Redis key or memcached item on a server of its
+ * own) -> write it + 1 -> release, while the harness pauses and
  * kills holders, freezes and empties the store, and cuts one worker off
  * from the store; then the checker reads the whole history. On Redis and
  * on memcached. The short schedule runs in CI; FAULT_ROUNDS=N repeats the
@@ -15,10 +16,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { MemcachedClient } from '../src/backends/memcached/client.js';
 import { markNamespaceFresh as markMemcachedFresh } from '../src/backends/memcached/epoch-guard.js';
-import { fencedRedisKey } from '../src/index.js';
 import { BlackholeProxy } from './faults/blackhole-proxy.js';
 import { check, type Report } from './faults/checker.js';
 import { LockRun } from './faults/lock-run.js';
+import { finalValue } from './faults/record.js';
 import { MemcachedServer, memcachedUnavailable } from './harness/memcached-server.js';
 import { readLog, ReferenceWorker } from './harness/reference-workers.js';
 import { RedisServer, redisUnavailable } from './harness/servers.js';
@@ -98,22 +99,19 @@ for (const backend of backends) {
 
   describe(`fault runs on ${backend.name}`, { skip }, () => {
     let store: FaultyStore;
-    let resourceServer: RedisServer;
-    let resource: Redis;
+    let resourceServer: FaultyStore;
     let proxy: BlackholeProxy;
     let runs = 0;
 
     before(async () => {
       if (backend.unavailable !== undefined) assert.fail(backend.unavailable);
       store = await backend.start();
-      resourceServer = await RedisServer.start();
-      resource = new Redis(resourceServer.port, '127.0.0.1');
+      resourceServer = await backend.start();
       proxy = await BlackholeProxy.start(store.port);
     });
     after(async () => {
       await proxy.close();
-      resource.disconnect();
-      await resourceServer.dispose();
+      await resourceServer.stop();
       await store.stop();
     });
 
@@ -121,7 +119,7 @@ for (const backend of backends) {
       runs += 1;
       return LockRun.start({
         storeUrl: (worker) => backend.url(worker === CUT_OFF ? proxy.port : store.port),
-        resourceUrl: resourceServer.url,
+        resourceUrl: backend.url(resourceServer.port),
         namespace: `faults-${String(runs)}`,
         recordKey: `record-${String(runs)}`,
         fenced,
@@ -132,13 +130,6 @@ for (const backend of backends) {
         holdMs: 5,
       });
     };
-    const finalValue = async (key: string, fenced: boolean): Promise<number> =>
-      Number(
-        (fenced
-          ? await fencedRedisKey(resource, key).read(Number.MAX_SAFE_INTEGER)
-          : await resource.get(key)) ?? 0,
-      );
-
     it('with fencing: no stale write accepted, no update lost, through every fault', async (t) => {
       const run = await startRun(true);
       const pausedHolders: number[] = [];
@@ -195,7 +186,11 @@ for (const backend of backends) {
         store.resume();
         await run.stop();
       }
-      const report = check(run.events, await finalValue(`record-${String(runs)}`, true), run.kills);
+      const report = check(
+        run.events,
+        await finalValue(backend.url(resourceServer.port), `record-${String(runs)}`),
+        run.kills,
+      );
       record(t, `${backend.name}, fenced, ${String(rounds)} round(s)`, report);
       t.diagnostic(
         `unavailability after each kill (ms): ${unavailability.map(Math.round).join(', ')}`,
@@ -240,7 +235,10 @@ for (const backend of backends) {
       } finally {
         await run.stop();
       }
-      const report = check(run.events, await finalValue(`record-${String(runs)}`, false));
+      const report = check(
+        run.events,
+        await finalValue(backend.url(resourceServer.port), `record-${String(runs)}`),
+      );
       record(t, `${backend.name}, unfenced, pause fault`, report);
       assert.ok(report.overlaps >= 1, 'the paused holder overlapped the next one');
       assert.ok(report.lostUpdates >= 1, 'its late write overwrote newer ones');

@@ -5,10 +5,10 @@
  * {@link WorkerEvent} in checker.ts) with times on the system-wide monotonic
  * clock (process.hrtime, comparable across processes on one machine).
  *
- * The record lives in a Redis server the faults never touch. With
- * FAULT_FENCED=1 it is a fenced Redis key (reads and writes present the
- * lease's fence); with FAULT_FENCED=0 it is a plain GET / SET, so the
- * checker can show what a lease alone lets through.
+ * The record (record.ts) lives in a store the faults never touch. With
+ * FAULT_FENCED=1 reads and writes present the lease's fence; with
+ * FAULT_FENCED=0 every holder presents the same fence, as good as a plain
+ * read and write, so the checker can show what a lease alone lets through.
  *
  * On `long` (stdin) its next section lasts 3 leases, extending the lease
  * meanwhile, so that a network fault can take the lease away mid-section.
@@ -18,8 +18,8 @@
  * lands late. Only the fence can stop it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
-import { connect, fencedRedisKey, StaleFenceError } from '../../src/index.js';
+import { connect, StaleFenceError } from '../../src/index.js';
+import { openRecord } from './record.js';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -47,8 +47,7 @@ const disref = await connect({
   heartbeatInterval: 500,
   onError: () => undefined,
 });
-const resourceStore = new Redis(env('FAULT_RESOURCE_URL'), { maxRetriesPerRequest: 1 });
-const record = fencedRedisKey(resourceStore, recordKey);
+const { record, close: closeRecord } = await openRecord(env('FAULT_RESOURCE_URL'), recordKey);
 const lock = disref.lock('fault:record', { ttl, timeout: 20_000 });
 
 let stopping = false;
@@ -71,11 +70,13 @@ while (!stopping) {
     continue;
   }
   const { fence } = lease;
+  // Unfenced, every holder presents the same fence: the record cannot tell them apart.
+  const presented = fenced ? fence : 1;
   emit({ type: 'acquired', fence });
   try {
     let value: number;
     try {
-      value = Number((fenced ? await record.read(fence) : await resourceStore.get(recordKey)) ?? 0);
+      value = Number((await record.read(presented)) ?? 0);
     } catch (error) {
       if (!(error instanceof StaleFenceError)) throw error;
       emit({ type: 'read-refused', fence });
@@ -91,8 +92,7 @@ while (!stopping) {
     await sleep(long ? ttl * 3 : holdMs);
     clearInterval(extender);
     try {
-      if (fenced) await record.write(fence, String(value + 1));
-      else await resourceStore.set(recordKey, String(value + 1));
+      await record.write(presented, String(value + 1));
       emit({ type: 'wrote', fence, value: value + 1 });
     } catch (error) {
       if (!(error instanceof StaleFenceError)) throw error;
@@ -117,5 +117,5 @@ while (!stopping) {
 }
 process.stdin.destroy();
 await disref.close();
-resourceStore.disconnect();
+await closeRecord();
 emit({ type: 'done' });
