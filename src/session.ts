@@ -32,7 +32,10 @@ export interface SessionOptions {
 /** Where this process runs, shown by `disref status`. */
 const PROCESS_INFO = { host: hostname(), pid: process.pid } as const;
 
-/** Runs after each heartbeat (recovery); must not throw. */
+/**
+ * Runs after each heartbeat (recovery), without delaying the next one; must
+ * not throw, and should not start a second round while one is running.
+ */
 export type BeatListener = () => Promise<void>;
 
 export class Session {
@@ -156,9 +159,11 @@ export class Session {
       this.onHeartbeatError(error);
       return;
     }
+    // Recovery runs beside the heartbeat, not in front of the next one: a
+    // completion that runs longer than processTtl must not let this process die.
     for (const listener of this.beatListeners) {
       if (this.closed) return;
-      await listener();
+      listener().catch(this.onHeartbeatError);
     }
   }
 

@@ -161,6 +161,24 @@ export function referenceConformance(target: BackendTarget): void {
       assert.deepEqual(completed.sort(), ['upload:1', 'upload:2']);
     });
 
+    it('keeps heartbeating while recovery runs a completion longer than processTtl', async () => {
+      const [crashed, survivor] = await pair(FAST);
+      const identity = survivor.id;
+      let finished = false;
+      survivor.onComplete('slow', async () => {
+        await sleep(3 * FAST.processTtl);
+        finished = true;
+      });
+      const kept = await survivor.reference('kept:1');
+      await crashed.reference('slow:1');
+      await crashed.close(); // a crash: recovery on the survivor runs the slow completion
+      await eventually(() => finished, 5_000, 'the orphan was completed');
+      assert.equal(survivor.id, identity, 'the survivor was not declared dead meanwhile');
+      assert.equal(kept.held, true);
+      assert.equal(await kept.count(), 1, 'its reference was not pruned');
+      assert.equal(await kept.dereference(), true);
+    });
+
     it('loses nothing when every process but one dies', async () => {
       const disrefs = await instances(4, FAST);
       const [survivor, ...doomed] = disrefs;
