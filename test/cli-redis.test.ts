@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -130,6 +130,7 @@ describe(
 
     it('signals the command and exits with the lease-lost code when the lease is lost', async () => {
       const started = Date.now();
+      const marker = join(mkdtempSync(join(tmpdir(), 'disref-cli-')), 'running');
       const running = run([
         'lock',
         'lost',
@@ -138,10 +139,16 @@ describe(
         '--ttl',
         '600',
         '--',
-        'sleep',
-        '20',
+        'sh',
+        '-c',
+        `touch ${marker}; exec sleep 20`,
       ]);
-      await new Promise((resolve) => setTimeout(resolve, 700));
+      // Only once the command runs under the lock (not while the CLI connects).
+      while (!existsSync(marker)) {
+        assert.ok(Date.now() - started < 15_000, 'the command never started');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300)); // extended at least once
       server.pause(); // extensions cannot reach the store: the lease runs out
       let result: Run;
       try {

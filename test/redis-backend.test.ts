@@ -295,22 +295,21 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
       }),
     );
     const waits = keys.map((key) => waiter.lock(key).acquire({ timeout: 10_000 }));
-    await sleep(100);
+    const channels = async (): Promise<string[]> =>
+      (await admin.pubsub('CHANNELS', `${namespace}:*`)) as string[];
+    // Subscribing takes a moment (longer on a busy machine): wait for all ten.
+    const subscribedBy = performance.now() + 5_000;
+    while ((await channels()).length < 10 && performance.now() < subscribedBy) await sleep(20);
     assert.equal(await clientCount(admin), baseline + 1, 'one subscriber for 20 waiters');
-    const channels = (await admin.pubsub('CHANNELS', `${namespace}:*`)) as string[];
-    assert.equal(channels.length, 10, 'one channel per key, however many waiters');
+    assert.equal((await channels()).length, 10, 'one channel per key, however many waiters');
     const started = performance.now();
     await Promise.all(leases.map((lease) => lease.release()));
     for (const wait of waits) await (await wait).release();
     assert.ok(performance.now() - started < 3_000, 'woken by releases, not by 30 s leases');
     await sleep(50);
-    assert.equal(
-      ((await admin.pubsub('CHANNELS', `${namespace}:*`)) as string[]).length,
-      10,
-      'kept a moment for the next wait',
-    );
+    assert.equal((await channels()).length, 10, 'kept a moment for the next wait');
     await sleep(LINGER + 100);
-    assert.deepEqual(await admin.pubsub('CHANNELS', `${namespace}:*`), [], 'all unsubscribed');
+    assert.deepEqual(await channels(), [], 'all unsubscribed');
   });
 
   it('leaves no sockets or timers behind after close()', async () => {
@@ -324,7 +323,8 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     const b = await connect({ url: server.url, namespace });
     let waiting: Promise<unknown> | undefined;
     try {
-      await a.lock('k', { ttl: 90 }).using(() => sleep(100)); // extended at least twice
+      // Extended every 200 ms, at least three times; a lease this long survives a busy machine.
+      await a.lock('k', { ttl: 600 }).using(() => sleep(700));
       await a.lock('k').acquire(); // still held at close
       waiting = b
         .lock('k')
