@@ -393,3 +393,15 @@ export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer);
   });
 }
+
+/**
+ * Whether the server refused a script because of what a key holds: a value
+ * of another type (WRONGTYPE), or content a script could not parse (a Lua
+ * error, or an error the script raised about it, prefixed `disref:`).
+ */
+export function isUnreadableData(error: unknown): error is Error {
+  if (!(error instanceof Error)) return false;
+  return /^WRONGTYPE |^ERR (user_script:|disref: |.*\bscript: \w+, on @user_script)/.test(
+    error.message,
+  );
+}

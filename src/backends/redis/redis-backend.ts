@@ -37,6 +37,7 @@ import {
   createIoredisConnection,
   describeAddress,
   describeFailure,
+  isUnreadableData,
   withDeadline,
   type RedisConnection,
 } from './client.js';
@@ -424,8 +425,11 @@ export class RedisBackend implements Backend, ReferenceOperations {
     args: readonly string[],
     key: string | undefined,
   ): Promise<unknown> {
-    return this.call(`${script.name}.lua failed`, key, (connection) =>
-      runScript(connection, scriptVariant(script, connection.publish), keys, args),
+    return this.call(
+      `${script.name}.lua failed`,
+      key,
+      (connection) => runScript(connection, scriptVariant(script, connection.publish), keys, args),
+      keys,
     );
   }
 
@@ -434,6 +438,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     what: string,
     key: string | undefined,
     send: (connection: RedisConnection) => Promise<T>,
+    keys: readonly string[] = [],
   ): Promise<T> {
     this.assertOpen(key);
     try {
@@ -445,8 +450,27 @@ export class RedisBackend implements Backend, ReferenceOperations {
         : withDeadline(send(connection), this.operationTimeout));
     } catch (error) {
       if (error instanceof BackendError) throw error;
+      if (isUnreadableData(error)) throw this.unreadable(what, error, key, keys);
       throw this.failure(what, error, key);
     }
+  }
+
+  /** The server is fine, but a key of this operation holds a value disref did not write. */
+  private unreadable(
+    what: string,
+    error: Error,
+    key: string | undefined,
+    keys: readonly string[],
+  ): BackendError {
+    const reason = error.message.replace(/ script: \w+, on @user_script:\d+\.?$/, '');
+    const names =
+      keys.length === 1 ? `the key ${keys[0] ?? ''}` : `one of the keys ${keys.join(', ')}`;
+    return new BackendError(
+      this.address,
+      `${what}: ${reason}; ${names} holds a value disref cannot read (written by another program, ` +
+        `or by hand?): delete it (DEL), or give disref a namespace of its own`,
+      { cause: error, ...(key === undefined ? {} : { key }) },
+    );
   }
 
   private failure(what: string, error: unknown, key: string | undefined): BackendError {

@@ -13,7 +13,9 @@ import type {
   ResourceState,
   StoreSnapshot,
 } from '../../backend.js';
+import { BackendError } from '../../errors.js';
 import { namespacePrefix, processesKey } from './keys.js';
+import { isUnreadableData } from './client.js';
 import type { ScriptRunner } from './redis-references.js';
 import type { LuaScripts } from './scripts.js';
 
@@ -60,13 +62,42 @@ export function parseLockState(reply: unknown, key: string): LockState | null {
  */
 export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapshot> {
   const { lockKeys, referenceKeys, incomplete } = await scanNamespace(source);
-  const locks = await mapLimited(lockKeys, (lockKey) => readLock(source, lockKey));
-  const references = await mapLimited(referenceKeys, (refKey) => readReference(source, refKey));
+  // A key holding what disref cannot read is named in `incomplete`, not fatal to the listing.
+  const unreadable: string[] = [];
+  const skipUnreadable =
+    <T>(read: (key: string) => Promise<T>) =>
+    async (key: string): Promise<T | null> => {
+      try {
+        return await read(key);
+      } catch (error) {
+        if (!(error instanceof BackendError && isUnreadableData(error.cause))) throw error;
+        unreadable.push(key);
+        return null;
+      }
+    };
+  const locks = await mapLimited(
+    lockKeys,
+    skipUnreadable((lockKey) => readLock(source, lockKey)),
+  );
+  const references = await mapLimited(
+    referenceKeys,
+    skipUnreadable((refKey) => readReference(source, refKey)),
+  );
+  const notes = [
+    ...(incomplete === undefined ? [] : [incomplete]),
+    ...(unreadable.length === 0
+      ? []
+      : [
+          `${String(unreadable.length)} key(s) hold values disref cannot read and are not shown ` +
+            `(${unreadable.slice(0, 5).join(', ')}${unreadable.length > 5 ? ', ...' : ''}); ` +
+            'delete them (DEL), or give disref a namespace of its own',
+        ]),
+  ];
   return {
     locks: locks.filter((lock): lock is LockState => lock !== null),
     references: references.filter((ref): ref is ResourceState => ref !== null),
     processes: await readProcesses(source),
-    incomplete,
+    incomplete: notes.length === 0 ? undefined : notes.join('; '),
   };
 }
 

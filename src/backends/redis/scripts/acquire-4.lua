@@ -69,7 +69,7 @@ end
 -- with its last waiter, and the lock hash lives at least as long), so the
 -- lock is granted without reading its state.
 if redis.call('EXISTS', lock_key, queue_key) == 0 then
-  local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+  local fence = next_fence(fence_key, now)
   redis.call('SET', fence_key, fmt(fence), 'PX', ARGV[10])
   if original_key ~= '' then
     redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl), 'key', original_key)
@@ -164,7 +164,7 @@ if grantable then
   redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
   redis.call('ZREM', queue_key, owner)
   remember_name()
-  local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+  local fence = next_fence(fence_key, now)
   redis.call('SET', fence_key, fmt(fence), 'PX', ARGV[10])
   state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
   redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))

@@ -43,7 +43,7 @@ if mine then
       if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and waiter_ttl then
         redis.call('HDEL', lock_key, 'h:' .. owner, 'w:' .. head)
         redis.call('ZREM', queue_key, head)
-        local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+        local fence = next_fence(fence_key, now)
         redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
         redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fmt(fence) .. ' ' .. fmt(now + waiter_ttl))
         -- The hash lives as long as its latest entry: at least as long as the new lease.

@@ -30,7 +30,7 @@ local function hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, c
     state.waiting[head] = nil
     redis.call('HDEL', lock_key, 'w:' .. head)
     redis.call('ZREM', queue_key, head)
-    local fence = math.max(tonumber(redis.call('GET', fence_key) or '0') + 1, now * 1000)
+    local fence = next_fence(fence_key, now)
     redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
     local expires = now + waiter.ttl
     state.holders[head] = { mode = waiter.mode, fence = fmt(fence), expires = expires }

@@ -22,7 +22,19 @@ read_lock(lock_key, queue_key, now) -> state, deleting expired entries:
   state.pruned   true when an expired holder or fair waiter was removed
 save_expiry(state, lock_key, queue_key) makes each key live exactly as long
 as its latest entry (call after changing entries and the state tables).
+next_fence(fence_key, now) -> max(last fence + 1, now * 1000); raises an
+  'ERR disref:' error when the fence key holds anything but a whole number
+  below 2^53 (a fence past exact doubles could repeat).
 ]]
+local function next_fence(fence_key, now)
+  local stored = redis.call('GET', fence_key)
+  local last = tonumber(stored or '0')
+  if last == nil or last < 0 or last ~= math.floor(last) or last >= 9007199254740991 then
+    error({ err = 'ERR disref: fence key ' .. fence_key .. ' holds ' .. string.format('%q', string.sub(stored, 1, 40)) .. ', not a fence' })
+  end
+  return math.max(last + 1, now * 1000)
+end
+
 local function read_lock(lock_key, queue_key, now)
   local state = { holders = {}, waiting = {}, pending = {}, queue = {}, pruned = false }
   local entries = redis.call('HGETALL', lock_key)
