@@ -193,6 +193,16 @@ export class MemcachedClient {
           `${what} failed: ERROR (is it memcached 1.6 or later? disref needs the meta protocol)`,
         );
       }
+      const request = requests[index];
+      const key = request !== undefined && 'key' in request ? request.key : '?';
+      if (reply.kind === 'error' && describe(reply).includes('non-numeric')) {
+        // An arithmetic on an item another program wrote (disref's counters are numbers).
+        throw new MemcachedServerError(
+          server.address,
+          `${what} ${key} failed: ${describe(reply)}; the item holds a value disref did not write: ` +
+            'delete it, or give disref a namespace of its own',
+        );
+      }
       throw new MemcachedServerError(server.address, `${what} failed: ${describe(reply)}`);
     });
     // A connection resolves exactly one reply per request, in order.

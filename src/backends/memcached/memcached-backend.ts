@@ -439,7 +439,7 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
     if (!Number.isSafeInteger(fence) || fence <= 0) {
       throw new MemcachedServerError(
         lock.server.address,
-        `fence counter ${lock.fence} is unusable`,
+        `fence counter ${lock.fence} is unusable (not a fence disref wrote): delete it, or give disref a namespace of its own`,
       );
     }
     return fence;
