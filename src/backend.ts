@@ -125,16 +125,18 @@ export interface Backend extends ReferenceOperations {
    * Resolves once the subscription is live, so a release that happens after
    * it resolves is never missed. Backends with `notify` report every
    * release; the others report at least releases made from this process
-   * (waiters then also poll for releases made elsewhere).
+   * (waiters then also poll for releases made elsewhere). With `owner`, the
+   * waiter's token, store-side hand-offs to that owner are reported too
+   * (backends with `handOff` may send those to the waiter's process only).
    */
-  onRelease(key: string, listener: ReleaseListener): Promise<() => void>;
+  onRelease(key: string, listener: ReleaseListener, owner?: string): Promise<() => void>;
   /**
-   * Whether `onRelease(key)` would be live at once, without a round trip (a
-   * subscription kept open from a recent wait). A waiter then listens before
-   * its first attempt instead of after a denial, which saves an attempt.
-   * Optional: a backend without it is treated as never ready.
+   * Whether `onRelease(key, listener, owner)` would be live at once, without
+   * a round trip (subscriptions kept open from a recent wait). A waiter then
+   * listens before its first attempt instead of after a denial, which saves
+   * an attempt. Optional: a backend without it is treated as never ready.
    */
-  isListening?(key: string): boolean;
+  isListening?(key: string, owner?: string): boolean;
   /** The lock's current holders and waiter count, or `null` when free. */
   inspect(key: string): Promise<LockState | null>;
   /**

@@ -17,6 +17,7 @@ import {
   LockLostError,
   type Disref,
 } from '../src/index.js';
+import { lockKeys } from '../src/backends/redis/keys.js';
 import { LINGER } from '../src/backends/redis/wakeups.js';
 import { RedisServer, freePort, redisUnavailable } from './harness/servers.js';
 import { markNamespaceFresh } from './harness/targets.js';
@@ -297,17 +298,26 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     const waits = keys.map((key) => waiter.lock(key).acquire({ timeout: 10_000 }));
     const channels = async (): Promise<string[]> =>
       (await admin.pubsub('CHANNELS', `${namespace}:*`)) as string[];
-    // Subscribing takes a moment (longer on a busy machine): wait for all ten.
+    // Per key, one channel for releases and one for hand-offs to this process.
+    const expected = [...new Set(keys)].flatMap((key) => {
+      const { channel } = lockKeys(namespace, key);
+      return [channel, `${channel}:${waiter.id}`];
+    });
+    // Subscribing takes a moment (longer on a busy machine): wait for all of them.
     const subscribedBy = performance.now() + 5_000;
-    while ((await channels()).length < 10 && performance.now() < subscribedBy) await sleep(20);
+    while ((await channels()).length < 20 && performance.now() < subscribedBy) await sleep(20);
     assert.equal(await clientCount(admin), baseline + 1, 'one subscriber for 20 waiters');
-    assert.equal((await channels()).length, 10, 'one channel per key, however many waiters');
+    assert.deepEqual(
+      (await channels()).sort(),
+      expected.sort(),
+      'two channels per key, however many waiters',
+    );
     const started = performance.now();
     await Promise.all(leases.map((lease) => lease.release()));
     for (const wait of waits) await (await wait).release();
     assert.ok(performance.now() - started < 3_000, 'woken by releases, not by 30 s leases');
     await sleep(50);
-    assert.equal((await channels()).length, 10, 'kept a moment for the next wait');
+    assert.equal((await channels()).length, 20, 'kept a moment for the next wait');
     await sleep(LINGER + 100);
     assert.deepEqual(await channels(), [], 'all unsubscribed');
   });

@@ -98,8 +98,8 @@ export async function acquireHeld(
   try {
     // A lock waited for recently is still subscribed to: listen before the first
     // attempt (no round trip), so a denial can be waited on without a second attempt.
-    if (wait && backend.isListening?.(key) === true) {
-      unsubscribe = await backend.onRelease(key, listener);
+    if (wait && backend.isListening?.(key, owner) === true) {
+      unsubscribe = await backend.onRelease(key, listener, owner);
     }
     for (;;) {
       // Handed the lock on release: it was granted after our last attempt started,
@@ -134,7 +134,7 @@ export async function acquireHeld(
         // Subscribe only once denied, so an uncontended acquire is one round trip; then try
         // again at once, since the release may have come before the subscription was live.
         // Even a polling backend wakes waiters at once for releases made in this process.
-        unsubscribe = await backend.onRelease(key, listener);
+        unsubscribe = await backend.onRelease(key, listener, owner);
         continue;
       }
       const delay = notifying ? pause : jitter(pause);

@@ -2,8 +2,10 @@
  * Redis key names. Every key of one lock shares a hash tag, so a lock lives
  * in one Cluster hash slot and one script can touch all of its keys.
  *
- * - lock `key` in namespace `ns`: `ns:{k:key}:lock`, `:queue`, `:fence`, and
- *   the wake-up channel `ns:{k:key}:released`;
+ * - lock `key` in namespace `ns`: `ns:{k:key}:lock`, `:queue`, `:fence`, the
+ *   wake-up channel `ns:{k:key}:released`, and per waiting process the
+ *   channel its hand-offs go to, `ns:{k:key}:released:<session>`
+ *   ({@link grantChannel});
  * - a key longer than {@link MAX_TAGGED_KEY_BYTES} bytes, or holding `}`
  *   (which would end the hash tag early), is tagged by its SHA-256 instead:
  *   `ns:{h:<hex>}:lock`. The `k:` / `h:` prefixes keep the two forms apart;
@@ -61,6 +63,17 @@ export function lockKeys(namespace: string, key: string): LockKeys {
     channel: `${base}:released`,
     hashed: tag.startsWith('h:'),
   };
+}
+
+/**
+ * The channel a store-side hand-off to `owner` is published on: the lock's
+ * channel and the owner's session (owner tokens are `<session>:<random>`;
+ * includes/hand-off.lua derives it the same way). Only the process that
+ * waits receives it, however many others wait on the same lock.
+ */
+export function grantChannel(channel: string, owner: string): string {
+  const colon = owner.lastIndexOf(':');
+  return `${channel}:${colon < 0 ? owner : owner.slice(0, colon)}`;
 }
 
 /** The namespace marker that reveals a store which lost its data. */

@@ -48,7 +48,14 @@ import {
   describeClusterAddress,
   isIoredisCluster,
 } from './cluster-client.js';
-import { lockKeys, markerKey, processesKey, processKey, slotMarkerKey } from './keys.js';
+import {
+  grantChannel,
+  lockKeys,
+  markerKey,
+  processesKey,
+  processKey,
+  slotMarkerKey,
+} from './keys.js';
 import { RedisClusterReferences } from './redis-cluster-references.js';
 import { RedisReferences, type ScriptRunner } from './redis-references.js';
 import { parseLockState, takeSnapshot } from './redis-snapshot.js';
@@ -235,12 +242,30 @@ export class RedisBackend implements Backend, ReferenceOperations {
     );
   }
 
-  async onRelease(key: string, listener: ReleaseListener): Promise<() => void> {
+  /**
+   * Listens on the lock's channel (releases) and, for a waiter, on its
+   * process's grant channel (hand-offs to it: keys.ts `grantChannel`).
+   */
+  async onRelease(key: string, listener: ReleaseListener, owner?: string): Promise<() => void> {
     this.assertOpen(key);
-    const channel = lockKeys(this.namespace, key).channel;
-    const listening = this.connect().then((connection) => {
-      this.wakeups ??= new Wakeups(() => connection.openSubscriber());
-      return this.wakeups.listen(channel, listener);
+    const channels = this.wakeupChannels(key, owner);
+    const listening = this.connect().then(async (connection) => {
+      const wakeups = (this.wakeups ??= new Wakeups(() => connection.openSubscriber()));
+      const outcomes = await Promise.allSettled(
+        channels.map((channel) => wakeups.listen(channel, listener)),
+      );
+      const stops = outcomes.flatMap((outcome) =>
+        outcome.status === 'fulfilled' ? [outcome.value] : [],
+      );
+      const stop = (): void => {
+        for (const unsubscribe of stops) unsubscribe();
+      };
+      const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (failed !== undefined) {
+        stop();
+        throw failed.reason;
+      }
+      return stop;
     });
     try {
       return await withDeadline(listening, this.operationTimeout);
@@ -256,8 +281,17 @@ export class RedisBackend implements Backend, ReferenceOperations {
     }
   }
 
-  isListening(key: string): boolean {
-    return this.wakeups?.isListening(lockKeys(this.namespace, key).channel) === true;
+  isListening(key: string, owner?: string): boolean {
+    const { wakeups } = this;
+    return (
+      wakeups !== undefined &&
+      this.wakeupChannels(key, owner).every((channel) => wakeups.isListening(channel))
+    );
+  }
+
+  private wakeupChannels(key: string, owner: string | undefined): string[] {
+    const { channel } = lockKeys(this.namespace, key);
+    return owner === undefined ? [channel] : [channel, grantChannel(channel, owner)];
   }
 
   async inspect(key: string): Promise<LockState | null> {

@@ -109,8 +109,12 @@ export class ShardedBackend implements Backend {
     return this.on(key).leave(key, owner);
   }
 
-  onRelease(key: string, listener: ReleaseListener): Promise<() => void> {
-    return this.on(key).onRelease(key, listener);
+  onRelease(key: string, listener: ReleaseListener, owner?: string): Promise<() => void> {
+    return this.on(key).onRelease(key, listener, owner);
+  }
+
+  isListening(key: string, owner?: string): boolean {
+    return this.on(key).isListening?.(key, owner) === true;
   }
 
   inspect(key: string): Promise<LockState | null> {

@@ -50,7 +50,7 @@ if mine then
         if redis.call('PTTL', lock_key) < waiter_ttl then
           redis.call('PEXPIRE', lock_key, waiter_ttl)
         end
-        publish(channel, 'granted ' .. head .. ' ' .. fmt(fence))
+        publish_grant(channel, head, fence)
         return 1
       end
     end

@@ -5,11 +5,21 @@ lock or find it free (release-3, leave-3, acquire-4).
 hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, channel)
 grants the lock to the fair waiters at the head of the queue that can have
 it now (one writer, or a run of readers), each with a fresh fence and the
-lease length it queued with, and publishes 'granted <owner> <fence>' for
-each, so the new holder needs no further round trip. Returns how many were
+lease length it queued with, and publishes 'granted <owner> <fence>' to
+each one's process (publish_grant), so the new holder needs no further
+round trip. Returns how many were
 granted. Waiters registered before waiter entries carried a ttl are left to
 take the lock themselves.
 ]]
+-- A grant goes to the waiter's process only: on the lock's channel suffixed
+-- with the owner's session (owner tokens are '<session>:<random>'; keys.ts
+-- grantChannel derives it the same way), so the other processes waiting on
+-- the lock are not woken for nothing.
+local function publish_grant(channel, owner, fence)
+  local session = string.match(owner, '^(.*):[^:]*$') or owner
+  publish(channel .. ':' .. session, 'granted ' .. owner .. ' ' .. fmt(fence))
+end
+
 local function hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, channel)
   local granted = 0
   while #state.queue > 0 do
@@ -35,7 +45,7 @@ local function hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, c
     local expires = now + waiter.ttl
     state.holders[head] = { mode = waiter.mode, fence = fmt(fence), expires = expires }
     redis.call('HSET', lock_key, 'h:' .. head, waiter.mode .. ' ' .. fmt(fence) .. ' ' .. fmt(expires))
-    publish(channel, 'granted ' .. head .. ' ' .. fmt(fence))
+    publish_grant(channel, head, fence)
     granted = granted + 1
   end
   return granted
