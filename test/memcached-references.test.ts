@@ -293,6 +293,16 @@ describe('memcached references across processes', { skip: !requireServers && una
       assert.equal(await b1.dereference(), false);
       assert.equal(await a1.dereference(), true, 'the last dereference completes');
       assert.equal(await completions(namespace, first), 1);
+      // It could not be queued, but it is done: a's held list (on the server that
+      // stayed up) lets it go, or a would stay registered with it forever.
+      const heldByA = async (): Promise<string> => {
+        const [item] = await poolAdmin.meta(poolAdmin.serverFor(`p:${a.id}`), [
+          { command: 'mg', key: itemName(namespace, 'h', a.id), flags: ['v'] },
+        ]);
+        return item.value?.toString() ?? '';
+      };
+      assert.ok(!(await heldByA()).includes(first), `still held: ${await heldByA()}`);
+      assert.ok((await heldByA()).includes(second), 'a still holds the other one');
       await assert.rejects(
         a2.dereference(() => {
           throw new Error('fails during the outage');
@@ -310,6 +320,11 @@ describe('memcached references across processes', { skip: !requireServers && una
       assert.ok(
         (await backendOf(b).snapshot()).processes.some(({ id }) => id === b.id),
         'b registered again',
+      );
+      await eventually(
+        async () => (await heldByA()) === '',
+        10_000,
+        'a holds nothing once both are complete',
       );
     } finally {
       await Promise.all(open.splice(0).map((disref) => disref.close()));

@@ -99,6 +99,10 @@ interface ResourceChange<T> {
   readonly next?: ResourceRecord | null;
 }
 
+function referencePair(processId: string, resource: string): string {
+  return `${processId}\n${resource}`;
+}
+
 /** The reference operations over one namespace of a memcached pool. */
 export class MemcachedReferences {
   private readonly client: MemcachedClient;
@@ -116,12 +120,22 @@ export class MemcachedReferences {
    */
   private readonly local = new Map<string, { info: ProcessInfo; registered: boolean }>();
   /**
-   * Pending registrations (resource -> token) that failed because the
-   * registry's server was unreachable, retried at every recovery round, so
-   * a completion that failed during the outage is still retried while this
-   * process lives (its held list covers the case where it dies).
+   * Pending registrations that failed because the registry's server was
+   * unreachable or too contended, per resource: the token, and the process
+   * whose held list still names the resource for it. Retried at every
+   * recovery round, so a completion that failed during the outage is still
+   * retried while this process lives (its held list covers the case where
+   * it dies); once written, the resource leaves that held list.
    */
-  private readonly unqueued = new Map<string, string>();
+  private readonly unqueued = new Map<string, { token: string; processId?: string }>();
+  /**
+   * (process, resource) pairs a reference is being taken or held for here.
+   * A held-list removal left over from an earlier reference must not drop
+   * the entry a newer one relies on: it is skipped while the pair is here.
+   * Changes to one held list apply in the order they were asked for, so
+   * checking this right before asking suffices.
+   */
+  private readonly referencedHere = new Set<string>();
 
   constructor(client: MemcachedClient, namespace: string) {
     this.client = client;
@@ -175,12 +189,30 @@ export class MemcachedReferences {
   /** A process that closed: dead at once; unregistered unless a reaper must prune what it held. */
   async removeProcess(processId: string): Promise<void> {
     this.local.delete(processId);
+    for (const pair of this.referencedHere) {
+      if (pair.startsWith(`${processId}\n`)) this.referencedHere.delete(pair);
+    }
+    // Best effort: what is queued now leaves the held list, so the process can unregister.
+    await this.writeUnqueued(processId).catch(() => undefined);
     await this.processes.remove(processId);
     const { resources } = await this.held.read(processId);
     if (resources.length === 0) await this.registered.remove(processId);
   }
 
   async addReference(resource: string, processId: string): Promise<boolean> {
+    const pair = referencePair(processId, resource);
+    this.referencedHere.add(pair);
+    try {
+      if (await this.addReferenceOnce(resource, processId)) return true;
+    } catch (error) {
+      this.referencedHere.delete(pair);
+      throw error;
+    }
+    this.referencedHere.delete(pair);
+    return false;
+  }
+
+  private async addReferenceOnce(resource: string, processId: string): Promise<boolean> {
     // Unregistered, its death would go unnoticed and this resource never complete.
     await this.register(processId);
     if (!(await this.held.add(processId, resource))) return false;
@@ -209,6 +241,7 @@ export class MemcachedReferences {
       /** Set when no live holder is left: the resource must be in the pending registry. */
       readonly pending: string | undefined;
     }
+    this.referencedHere.delete(referencePair(processId, resource));
     const outcome = await this.changeResource<Outcome>(resource, async (record, now) => {
       const none: Outcome = { removed: false, claim: null, pending: undefined };
       if (record?.holders.includes(processId) !== true) return { result: none };
@@ -233,8 +266,11 @@ export class MemcachedReferences {
       };
     });
     // Leaves the held list only once queued: if this process dies first, its reaper queues it.
-    if (outcome.pending === undefined || (await this.queue(resource, outcome.pending, true))) {
-      await this.held.remove(processId, resource);
+    if (
+      outcome.pending === undefined ||
+      (await this.queue(resource, outcome.pending, true, processId))
+    ) {
+      await this.leaveHeldList(processId, resource);
     }
     return { removed: outcome.removed, claim: outcome.claim };
   }
@@ -279,7 +315,14 @@ export class MemcachedReferences {
     });
     const pending = outcome.pending;
     if (pending !== undefined) {
-      if (this.unqueued.get(claim.resource) === pending) this.unqueued.delete(claim.resource);
+      const unqueued = this.unqueued.get(claim.resource);
+      if (unqueued?.token === pending) {
+        // Never queued, now done: the held list that covered it meanwhile lets go.
+        this.unqueued.delete(claim.resource);
+        if (unqueued.processId !== undefined) {
+          await this.leaveHeldList(unqueued.processId, claim.resource);
+        }
+      }
       try {
         await this.pending.remove(claim.resource, (token) => token === pending);
       } catch (error) {
@@ -300,10 +343,7 @@ export class MemcachedReferences {
   }
 
   async reapDeadProcesses(): Promise<number> {
-    for (const [resource, token] of this.unqueued) {
-      await this.pending.put(resource, token);
-      this.unqueued.delete(resource);
-    }
+    await this.writeUnqueued();
     const registered = await this.registered.read();
     for (const [id, entry] of this.local) {
       if (!registered.has(id)) {
@@ -466,16 +506,55 @@ export class MemcachedReferences {
    * unreachable registry server is not an error: the entry is kept here and
    * written by a later recovery round. Resolves whether it was written.
    */
-  private async queue(resource: string, token: string, tolerate: boolean): Promise<boolean> {
+  private async queue(
+    resource: string,
+    token: string,
+    tolerate: boolean,
+    processId?: string,
+  ): Promise<boolean> {
+    // The held list still covering an earlier attempt that failed, if any.
+    const owed = processId ?? this.unqueued.get(resource)?.processId;
     try {
       await this.pending.put(resource, token);
-      this.unqueued.delete(resource);
-      return true;
     } catch (error) {
       if (!tolerate || !(error instanceof MemcachedServerError)) throw error;
-      this.unqueued.set(resource, token);
+      this.unqueued.set(resource, owed === undefined ? { token } : { token, processId: owed });
       return false;
     }
+    const earlier = this.unqueued.get(resource);
+    this.unqueued.delete(resource);
+    // Queued now: that held list lets go (a caller passing its own process does it itself).
+    if (earlier?.processId !== undefined && earlier.processId !== processId) {
+      await this.leaveHeldList(earlier.processId, resource);
+    }
+    return true;
+  }
+
+  /**
+   * Writes the pending registrations that failed before (those left by
+   * `processId` only, when given), and takes each resource off the held
+   * list that kept it meanwhile. One that fails again stays for the next
+   * round.
+   */
+  private async writeUnqueued(processId?: string): Promise<void> {
+    for (const [resource, entry] of [...this.unqueued]) {
+      if (processId !== undefined && entry.processId !== processId) continue;
+      try {
+        await this.pending.put(resource, entry.token);
+      } catch (error) {
+        // Still unreachable or contended: kept for the next round, as before.
+        if (error instanceof MemcachedServerError) continue;
+        throw error;
+      }
+      if (this.unqueued.get(resource) === entry) this.unqueued.delete(resource);
+      if (entry.processId !== undefined) await this.leaveHeldList(entry.processId, resource);
+    }
+  }
+
+  /** Takes `resource` off the held list of `processId`, unless a newer reference needs it there. */
+  private async leaveHeldList(processId: string, resource: string): Promise<void> {
+    if (this.referencedHere.has(referencePair(processId, resource))) return;
+    await this.held.remove(processId, resource);
   }
 
   private newClaim(resource: string, record: ResourceRecord): CompletionClaim {
