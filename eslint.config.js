@@ -3,7 +3,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'tmp/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', 'tmp/', 'coverage/', '.cache/'] },
   eslint.configs.recommended,
   {
     files: ['src/**/*.ts'],
