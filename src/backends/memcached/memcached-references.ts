@@ -389,7 +389,12 @@ export class MemcachedReferences {
         },
       );
       if (outcome === 'stale') {
-        await this.pending.remove(resource, (current) => current === token);
+        try {
+          await this.pending.remove(resource, (current) => current === token);
+        } catch (error) {
+          // Only tidying: a registry too contended or unreachable now is tidied next round.
+          if (!(error instanceof MemcachedServerError)) throw error;
+        }
       } else if (outcome !== null) {
         return outcome;
       }
