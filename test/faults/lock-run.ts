@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { stopProcess } from '../harness/servers.js';
 import type { WorkerEvent } from './checker.js';
 
 const workerPath = fileURLToPath(new URL('./lock-worker.ts', import.meta.url));
@@ -124,7 +125,7 @@ export class LockRun {
   /** Freezes `worker` for `ms` (SIGSTOP, then SIGCONT). */
   async pause(worker: number, ms: number): Promise<void> {
     const { child } = this.worker(worker);
-    child.kill('SIGSTOP');
+    stopProcess(child);
     await sleep(ms);
     child.kill('SIGCONT');
   }

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { findBinary, freePort } from './servers.js';
+import { findBinary, freePort, stopProcess } from './servers.js';
 
 /** Why memcached tests cannot run here, or undefined when `memcached` exists. */
 export function memcachedUnavailable(): string | undefined {
@@ -98,7 +98,7 @@ export class MemcachedServer {
   /** Freezes the server (SIGSTOP): connections stay open but nothing answers. */
   pause(): void {
     if (this.child === undefined || this.paused) return;
-    this.child.kill('SIGSTOP');
+    stopProcess(this.child);
     this.paused = true;
   }
 

@@ -51,6 +51,30 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Sends SIGSTOP to `child` and returns once the kernel reports it stopped
+ * (state T in /proc), at most about 1 s later: a request sent right after
+ * must not be answered by a server that has not stopped yet.
+ */
+export function stopProcess(child: ChildProcess): void {
+  child.kill('SIGSTOP');
+  const pid = child.pid;
+  if (pid === undefined) return;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 200; i++) {
+    let state: string | undefined;
+    try {
+      // /proc/PID/stat: "pid (name) STATE ..."; the name may hold spaces, so read after ')'.
+      const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+      state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    } catch {
+      return; // no /proc here: nothing better to wait for
+    }
+    if (state === 'T' || state === 't') return;
+    Atomics.wait(pause, 0, 0, 5);
+  }
+}
+
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
@@ -180,7 +204,7 @@ export class RedisServer {
   /** Freezes the server (SIGSTOP): connections stay open but nothing answers. */
   pause(): void {
     if (this.child === undefined || this.paused) return;
-    this.child.kill('SIGSTOP');
+    stopProcess(this.child);
     this.paused = true;
   }
 
