@@ -82,6 +82,20 @@ export interface ReferenceTally {
   recoveredCompletions: number;
 }
 
+/** A tally with nothing counted yet. */
+export function emptyReferenceTally(): ReferenceTally {
+  return {
+    cycles: 0,
+    increments: 0,
+    last: 0,
+    callbacks: 0,
+    callbackMismatches: 0,
+    completedTimesModified: 0,
+    retriedCompletions: 0,
+    recoveredCompletions: 0,
+  };
+}
+
 export interface WorkerSample {
   readonly type: 'sample';
   /** Seconds since the load started. */
@@ -587,16 +601,7 @@ function summarize(
       );
     }
   });
-  const references: ReferenceTally = {
-    cycles: 0,
-    increments: 0,
-    last: 0,
-    callbacks: 0,
-    callbackMismatches: 0,
-    completedTimesModified: 0,
-    retriedCompletions: 0,
-    recoveredCompletions: 0,
-  };
+  const references = emptyReferenceTally();
   for (const result of results) {
     for (const key of Object.keys(references) as (keyof ReferenceTally)[]) {
       references[key] += result.references[key];

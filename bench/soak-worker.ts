@@ -22,13 +22,8 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, LockTimeoutError, type Disref, type Lease } from '../src/index.js';
 import { aliveAfter } from '../test/harness/alive-after.js';
-import type {
-  OperationKind,
-  ReferenceTally,
-  WorkerConfig,
-  WorkerResult,
-  WorkerSample,
-} from './soak-run.js';
+import { emptyReferenceTally } from './soak-run.js';
+import type { OperationKind, WorkerConfig, WorkerResult, WorkerSample } from './soak-run.js';
 
 const config = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -94,16 +89,7 @@ let backgroundErrors = 0;
 let warnings = 0;
 /** Exclusive sections that overlapped another section on the same key in this process. */
 let exclusionViolations = 0;
-const tally: ReferenceTally = {
-  cycles: 0,
-  increments: 0,
-  last: 0,
-  callbacks: 0,
-  callbackMismatches: 0,
-  completedTimesModified: 0,
-  retriedCompletions: 0,
-  recoveredCompletions: 0,
-};
+const tally = emptyReferenceTally();
 
 process.on('warning', (warning) => {
   warnings += 1;
