@@ -33,6 +33,10 @@ const quick = process.argv.includes('--quick');
 const DURATION = quick ? 1_000 : 3_000;
 const SEQUENTIAL = quick ? 500 : 3_000;
 const PEER_RETRIES = quick ? [10] : [2, 10, 50];
+/** Runs of each configuration per scenario; each is represented by its median run. */
+const ROUNDS = quick ? 1 : 3;
+/** Peers' retry interval where it never comes into play (uncontended). */
+const UNCONTENDED_RETRY = [10];
 const PEERS: readonly Library[] = ['redlock', 'redis-semaphore'];
 
 interface Row {
@@ -199,26 +203,72 @@ async function closeAll(all: readonly Locker[]): Promise<void> {
   await Promise.all(all.map((locker) => locker.close()));
 }
 
-/** Runs `measure` for disref, then for each peer at each retry interval, keeping each peer's best. */
+/** One configuration of a scenario: how it shows in the table, and one run of it. */
+interface Contender {
+  readonly label: string;
+  readonly measure: () => Promise<Omit<Row, 'scenario' | 'library'>>;
+}
+
+/**
+ * Runs every contender ROUNDS times, in an order that rotates each round (so
+ * none always runs first or last while the machine warms up or gets busy),
+ * and returns each one's median run (by ops/s), in the order given. Every
+ * contender gets the same number of samples.
+ */
+async function interleaved(scenario: string, contenders: readonly Contender[]): Promise<Row[]> {
+  const runs = contenders.map((): Row[] => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < contenders.length; i++) {
+      const index = (i + round) % contenders.length;
+      const contender = contenders[index];
+      if (contender === undefined) continue;
+      runs[index]?.push({ scenario, library: contender.label, ...(await contender.measure()) });
+    }
+  }
+  return runs.map(medianRun);
+}
+
+/**
+ * disref (each of `ours`) and each peer at each of `retries`, interleaved
+ * (see {@link interleaved}); each peer is represented by its best retry
+ * interval. Uncontended scenarios pass one interval: a peer that never finds
+ * its key taken never waits.
+ */
 async function compare(
   scenario: string,
   ours: readonly Library[],
   measure: (library: Library, retry: number) => Promise<Omit<Row, 'scenario' | 'library'>>,
-  withPeers = true,
+  retries: readonly number[] = PEER_RETRIES,
 ): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const library of ours)
-    rows.push({ scenario, library: label(library), ...(await measure(library, 50)) });
-  if (!withPeers) return rows;
+  const configs = [
+    ...ours.map((library) => ({ library, retry: 50, label: label(library) })),
+    ...PEERS.flatMap((library) =>
+      retries.map((retry) => ({ library, retry, label: label(library, retry) })),
+    ),
+  ];
+  const medians = await interleaved(
+    scenario,
+    configs.map((config) => ({
+      label: config.label,
+      measure: () => measure(config.library, config.retry),
+    })),
+  );
+  const rows = medians.filter((_, i) => ours.includes(configs[i]?.library as Library));
   for (const peer of PEERS) {
-    let best: Row | undefined;
-    for (const retry of PEER_RETRIES) {
-      const row = { scenario, library: label(peer, retry), ...(await measure(peer, retry)) };
-      if (best === undefined || row.opsPerSecond > best.opsPerSecond) best = row;
-    }
+    const best = medians
+      .filter((_, i) => configs[i]?.library === peer)
+      .sort((a, b) => b.opsPerSecond - a.opsPerSecond)[0];
     if (best !== undefined) rows.push(best);
   }
   return rows;
+}
+
+/** The run with the median ops/s (the lower middle one for an even count). */
+function medianRun(runs: readonly Row[]): Row {
+  const sorted = [...runs].sort((a, b) => a.opsPerSecond - b.opsPerSecond);
+  const middle = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (middle === undefined) throw new Error('no runs to take the median of');
+  return middle;
 }
 
 function bestPeer(rows: readonly Row[], scenario: string): Row | undefined {
@@ -269,23 +319,22 @@ async function inProcess(): Promise<Section> {
     },
     close: () => Promise.resolve(),
   };
-  const rows: Row[] = [];
-  for (const [library, locker] of [
-    ['disref (memory)', memoryLocker],
-    ['async-mutex', asyncMutexLocker],
-  ] as const) {
-    rows.push({ scenario: '1 caller', library, ...(await oneCaller(locker, SEQUENTIAL * 4)) });
-  }
-  for (const [library, locker] of [
-    ['disref (memory)', memoryLocker],
-    ['async-mutex', asyncMutexLocker],
-  ] as const) {
-    rows.push({
-      scenario: '8 tasks, one key, 1 ms held',
-      library,
-      ...(await oneKey(Array(8).fill(locker) as Locker[], 1)),
-    });
-  }
+  const rows = [
+    ...(await interleaved('1 caller', [
+      { label: 'disref (memory)', measure: () => oneCaller(memoryLocker, SEQUENTIAL * 4) },
+      { label: 'async-mutex', measure: () => oneCaller(asyncMutexLocker, SEQUENTIAL * 4) },
+    ])),
+    ...(await interleaved('8 tasks, one key, 1 ms held', [
+      {
+        label: 'disref (memory)',
+        measure: () => oneKey(Array(8).fill(memoryLocker) as Locker[], 1),
+      },
+      {
+        label: 'async-mutex',
+        measure: () => oneKey(Array(8).fill(asyncMutexLocker) as Locker[], 1),
+      },
+    ])),
+  ];
   await disref.close();
   return { title: 'In process (embedded store vs async-mutex)', rows, checks: [] };
 }
@@ -313,6 +362,7 @@ async function onRedis(asyncMutexOneMs: Row | undefined): Promise<Section> {
             await locker.close();
           }
         },
+        UNCONTENDED_RETRY,
       )),
     );
     rows.push(
@@ -327,6 +377,7 @@ async function onRedis(asyncMutexOneMs: Row | undefined): Promise<Section> {
             await locker.close();
           }
         },
+        UNCONTENDED_RETRY,
       )),
     );
     for (const [workers, holdMs] of [
