@@ -13,6 +13,7 @@ import { connectionForClient } from '../src/backends/redis/client.js';
 import { lockKeys, markerKey, processesKey, processKey } from '../src/backends/redis/keys.js';
 import { RedisBackend } from '../src/backends/redis/redis-backend.js';
 import { luaScripts, runScript } from '../src/backends/redis/scripts.js';
+import { BackendError } from '../src/errors.js';
 import { RedisServer, redisUnavailable } from './harness/servers.js';
 import { markNamespaceFresh } from './harness/targets.js';
 
@@ -414,5 +415,75 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     assert.ok(Number(marker.until) - Number(marker.since) === 700);
     const denied = await b.acquire(request('a'));
     assert.ok(!denied.granted && denied.retryAfter > 400);
+  });
+
+  /** EVALSHA and EVAL calls the server ran since the last CONFIG RESETSTAT. */
+  const scriptCalls = async (): Promise<number> => {
+    const stats = await admin.info('commandstats');
+    let calls = 0;
+    for (const match of stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm))
+      calls += Number(match[1]);
+    return calls;
+  };
+
+  it('sends the lock operations of one turn as one batch-n.lua call, each with its own reply, in order', async () => {
+    const { backend: b, namespace } = await backend();
+    await Promise.all([
+      b.acquire(request('warm', { key: 'w1' })),
+      b.acquire(request('warm', { key: 'w2' })),
+    ]);
+    await admin.config('RESETSTAT');
+    const [first, second, denied, again, foreignRelease, extended, released, left] =
+      await Promise.all([
+        b.acquire(request('a', { key: 'x' })),
+        b.acquire(request('b', { key: 'y' })),
+        b.acquire(request('c', { key: 'x', wait: true })), // after 'a' took x: denied, queued
+        b.acquire(request('a', { key: 'x' })), // the same acquisition again: its own fence
+        b.release('y', 'not-b'),
+        b.extend('x', 'a', 20_000),
+        b.release('y', 'b'),
+        b.leave('x', 'c'),
+      ]);
+    assert.equal(await scriptCalls(), 1, 'one script call for eight operations');
+    assert.ok(first.granted && second.granted);
+    assert.equal(denied.granted, false, 'x was taken earlier in the same batch');
+    assert.deepEqual(again, first);
+    assert.equal(foreignRelease, false);
+    assert.equal(extended, true);
+    assert.equal(released, true);
+    assert.equal(left, undefined);
+    const keys = lockKeys(namespace, 'x');
+    assert.deepEqual(Object.keys(await admin.hgetall(keys.lock)), ['h:a'], 'c left the queue');
+    assert.equal(await admin.exists(lockKeys(namespace, 'y').lock), 0, 'y was released');
+    assert.ok((await admin.pttl(keys.lock)) > 15_000, 'the extension took');
+  });
+
+  it('splits a large turn into batches, and a failing operation fails alone with a BackendError naming its key', async () => {
+    const { backend: b, namespace } = await backend();
+    await admin.set(lockKeys(namespace, 'bad').lock, 'not a lock hash');
+    await b.acquire(request('warm', { key: 'warm' }));
+    await admin.config('RESETSTAT');
+    const keys = Array.from({ length: 100 }, (_, i) => (i === 50 ? 'bad' : `k${String(i)}`));
+    const results = await Promise.allSettled(keys.map((key) => b.acquire(request('o', { key }))));
+    const calls = await scriptCalls();
+    assert.ok(calls > 1 && calls < 100, `batched, in more than one call: ${String(calls)}`);
+    const failed = results.flatMap((result, i) =>
+      result.status === 'rejected' ? [{ i, error: result.reason as unknown }] : [],
+    );
+    assert.equal(failed.length, 1, 'only the bad key failed');
+    const [failure] = failed;
+    assert.equal(failure?.i, 50);
+    assert.ok(failure?.error instanceof BackendError, String(failure?.error));
+    assert.equal(failure.error.key, 'bad');
+    assert.match(failure.error.message, /WRONGTYPE[\s\S]*holds a value disref cannot read/);
+    const fences = results.flatMap((result) =>
+      result.status === 'fulfilled' && result.value.granted ? [result.value.fence] : [],
+    );
+    assert.equal(fences.length, 99, 'every other key was granted');
+    assert.equal(
+      await admin.get(lockKeys(namespace, 'bad').lock),
+      'not a lock hash',
+      'the bad key untouched',
+    );
   });
 });

@@ -131,7 +131,10 @@ export function describeAddress(address: RedisUrlAddress): string {
  * Creates an ioredis client for a URL, with bounds so that an unreachable
  * server fails every command within seconds instead of queueing it forever.
  */
-export async function createIoredisConnection(address: RedisUrlAddress): Promise<RedisConnection> {
+export async function createIoredisConnection(
+  address: RedisUrlAddress,
+  clientName?: string,
+): Promise<RedisConnection> {
   let Redis: typeof import('ioredis').Redis;
   try {
     // Loaded only when a redis:// URL is used, so memory-only users never load it.
@@ -151,6 +154,7 @@ export async function createIoredisConnection(address: RedisUrlAddress): Promise
     db: address.database,
     connectTimeout: CONNECT_TIMEOUT,
     commandTimeout: COMMAND_TIMEOUT,
+    ...(clientName === undefined ? {} : { connectionName: clientName }),
     // Commands sent while disconnected wait for one reconnection, then fail.
     maxRetriesPerRequest: 1,
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
@@ -175,6 +179,16 @@ export async function createIoredisConnection(address: RedisUrlAddress): Promise
     commandTimeout: COMMAND_TIMEOUT,
     lastConnectionError: () => lastError,
   };
+}
+
+/**
+ * The name disref gives the connections it opens (CLIENT SETNAME), so that
+ * `CLIENT LIST` shows which connections serve which namespace: `disref:` and
+ * the namespace, with the characters Redis refuses in a name (anything but
+ * printable ASCII, spaces included) as `?`.
+ */
+export function clientNameFor(namespace: string): string {
+  return `disref:${namespace.replace(/[^!-~]/gu, '?')}`;
 }
 
 /**

@@ -143,6 +143,7 @@ export function clusterClientAddress(client: IoredisClusterClient): string {
 export async function createClusterConnection(
   address: ClusterUrlAddress,
   publish?: PublishCommand,
+  clientName?: string,
 ): Promise<RedisConnection> {
   const where = describeClusterAddress(address.servers);
   let Cluster: typeof import('ioredis').Cluster;
@@ -173,6 +174,7 @@ export async function createClusterConnection(
       connectTimeout: CONNECT_TIMEOUT,
       commandTimeout: COMMAND_TIMEOUT,
       maxRetriesPerRequest: 1,
+      ...(clientName === undefined ? {} : { connectionName: clientName }),
     },
   };
   const client = new Cluster(

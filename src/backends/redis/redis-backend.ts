@@ -33,6 +33,7 @@ import type {
 import type { StoreAddress } from '../../config.js';
 import { BackendError } from '../../errors.js';
 import {
+  clientNameFor,
   connectionForClient,
   createIoredisConnection,
   describeAddress,
@@ -56,6 +57,7 @@ import {
   processKey,
   slotMarkerKey,
 } from './keys.js';
+import { ScriptBatcher } from './batch.js';
 import { RedisClusterReferences } from './redis-cluster-references.js';
 import { RedisReferences, type ScriptRunner } from './redis-references.js';
 import { parseLockState, takeSnapshot } from './redis-snapshot.js';
@@ -134,6 +136,13 @@ export class RedisBackend implements Backend, ReferenceOperations {
   /** Made with the first subscription, over the connection's subscriber. */
   private wakeups: Wakeups | undefined;
   private readonly scripts = luaScripts();
+  /**
+   * The lock operations that are sent through {@link batcher} (batch-n.lua);
+   * none on Redis Cluster, where one batch's keys would span slots.
+   */
+  private readonly batched: ReadonlySet<LuaScript>;
+  /** Batches the lock operations of one turn of the event loop (batch.ts), per connection. */
+  private batcher: { connection: RedisConnection; batcher: ScriptBatcher } | undefined;
   private readonly references: RedisReferences | RedisClusterReferences;
   /** The namespace epoch this backend saw last ('' before the first reply); see includes/marker.lua. */
   private epoch = '';
@@ -164,12 +173,15 @@ export class RedisBackend implements Backend, ReferenceOperations {
     } else if (server.scheme === 'redis-cluster') {
       this.name = 'redis-cluster';
       this.address = describeClusterAddress(server.servers);
-      this.connecting = () => createClusterConnection(server, options.clusterPublish);
+      this.connecting = () =>
+        createClusterConnection(server, options.clusterPublish, clientNameFor(this.namespace));
     } else {
       this.name = 'redis';
       this.address = describeAddress(server);
-      this.connecting = () => createIoredisConnection(server);
+      this.connecting = () => createIoredisConnection(server, clientNameFor(this.namespace));
     }
+    const { acquire, extend, release, leave } = this.scripts;
+    this.batched = new Set(this.name === 'redis' ? [acquire, extend, release, leave] : []);
     const references = { namespace: this.namespace, scripts: this.scripts, store: this.runner() };
     this.references =
       this.name === 'redis-cluster'
@@ -462,9 +474,25 @@ export class RedisBackend implements Backend, ReferenceOperations {
     return this.call(
       `${script.name}.lua failed`,
       key,
-      (connection) => runScript(connection, scriptVariant(script, connection.publish), keys, args),
+      (connection) => {
+        const variant = scriptVariant(script, connection.publish);
+        return this.batched.has(script)
+          ? this.batcherFor(connection).run(variant, keys, args)
+          : runScript(connection, variant, keys, args);
+      },
       keys,
     );
+  }
+
+  private batcherFor(connection: RedisConnection): ScriptBatcher {
+    if (this.batcher?.connection !== connection) {
+      const batcher = new ScriptBatcher(
+        (script, keys, args) => runScript(connection, script, keys, args),
+        this.scripts.batch,
+      );
+      this.batcher = { connection, batcher };
+    }
+    return this.batcher.batcher;
   }
 
   /** Sends one command, bounded by the operation timeout, with failures as `BackendError`. */

@@ -16,9 +16,10 @@ import type { RedisConnection } from './client.js';
 
 /** One script, ready to send. */
 export interface LuaScript {
-  /** File name without `.lua`, e.g. `acquire-4`. */
+  /** File name without `.lua`, e.g. `acquire-4`; `-n` for a script that takes any number of keys. */
   readonly name: string;
-  readonly numberOfKeys: number;
+  /** How many keys it takes; undefined when any number (`batch-n`). */
+  readonly numberOfKeys: number | undefined;
   /** The script text with its includes expanded. */
   readonly source: string;
   /** SHA1 of `source`, as EVALSHA expects. */
@@ -39,6 +40,8 @@ export interface LuaScripts {
   readonly release: LuaScript;
   readonly leave: LuaScript;
   readonly inspect: LuaScript;
+  /** Several lock operations (acquire, extend, release, leave) in one call (single server). */
+  readonly batch: LuaScript;
   readonly beat: LuaScript;
   readonly removeProcess: LuaScript;
   readonly addReference: LuaScript;
@@ -76,6 +79,7 @@ const SCRIPT_FILES = {
   release: 'release-3',
   leave: 'leave-3',
   inspect: 'inspect-2',
+  batch: 'batch-n',
   beat: 'beat-3',
   removeProcess: 'remove-process-3',
   addReference: 'add-reference-3',
@@ -144,9 +148,9 @@ function variant(publish: PublishCommand): { scripts: LuaScripts; byName: Map<st
   return entry;
 }
 
-/** Loads `scripts/<name>.lua`; the number of keys comes from the name. */
+/** Loads `scripts/<name>.lua`; the number of keys comes from the name (`n`: any). */
 export function loadScript(name: string, publish: PublishCommand = 'PUBLISH'): LuaScript {
-  const match = /-(\d+)$/.exec(name);
+  const match = /-(\d+|n)$/.exec(name);
   if (match === null) throw new Error(`disref: script ${name} is not named <verb>-<keys>`);
   const replaced = VARIANT_INCLUDES[publish];
   const source = readScriptFile(`${name}.lua`).replace(INCLUDE, (_line, path: string) =>
@@ -154,7 +158,7 @@ export function loadScript(name: string, publish: PublishCommand = 'PUBLISH'): L
   );
   return {
     name,
-    numberOfKeys: Number(match[1]),
+    numberOfKeys: match[1] === 'n' ? undefined : Number(match[1]),
     source,
     sha: createHash('sha1').update(source).digest('hex'),
   };
@@ -174,7 +178,7 @@ export async function runScript(
   keys: readonly string[],
   args: readonly string[],
 ): Promise<unknown> {
-  if (keys.length !== script.numberOfKeys) {
+  if (script.numberOfKeys !== undefined && keys.length !== script.numberOfKeys) {
     throw new Error(
       `disref: script ${script.name} takes ${String(script.numberOfKeys)} keys, got ${String(keys.length)}`,
     );

@@ -1,0 +1,184 @@
+--[[ Fragment: acquire_lock(keys, argv, now), the whole of acquire-4.lua as a function
+(keys and argv are its KEYS and ARGV, documented there), so that batch-n.lua
+can run several lock operations in one call. `now` is the server's clock
+(now_ms), read once per call: the operations of a batch all run at the moment
+it started, which only makes their leases end earlier in the store than the
+caller counts (it counts from before it sent them). Included after the fragments
+acquire-4.lua includes.
+]]
+-- The marker as checked by this call of the script, by marker key and known
+-- epoch: the acquires of one batch (all in one namespace) read it once.
+local checked_markers = {}
+
+local function checked_marker(marker_key, now, argv)
+  local known, memo = argv[7], marker_key .. ' ' .. argv[7]
+  local checked = checked_markers[memo]
+  if checked == nil then
+    if argv[13] == '' then
+      checked = { check_marker(marker_key, now, known, argv[8], tonumber(argv[9])) }
+    else
+      checked = { check_slot_marker(marker_key, now, known, argv[8], tonumber(argv[9]), tonumber(argv[13])) }
+    end
+    checked_markers[memo] = checked
+  end
+  return checked[1], checked[2]
+end
+
+local function acquire_lock(keys, argv, now)
+  local lock_key, queue_key, fence_key, marker_key = keys[1], keys[2], keys[3], keys[4]
+  local owner, mode = argv[1], argv[2]
+  local ttl, fair, wait, waiter_ttl = tonumber(argv[3]), argv[4] == '1', argv[5] == '1', tonumber(argv[6])
+  local channel, original_key = argv[11], argv[12]
+
+  -- Called whenever an entry is written: the hash of a hashed key says which key it is.
+  local function remember_name()
+    if original_key ~= '' then
+      redis.call('HSET', lock_key, 'key', original_key)
+    end
+  end
+
+  local epoch, quarantine = checked_marker(marker_key, now, argv)
+  if quarantine > now then
+    return { 0, math.ceil(quarantine - now), epoch }
+  end
+
+  -- Fast path: no holder, waiter or pending writer at all (the queue expires
+  -- with its last waiter, and the lock hash lives at least as long), so the
+  -- lock is granted without reading its state.
+  if redis.call('EXISTS', lock_key, queue_key) == 0 then
+    local fence = next_fence(fence_key, now)
+    redis.call('SET', fence_key, fmt(fence), 'PX', argv[10])
+    if original_key ~= '' then
+      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl), 'key', original_key)
+    else
+      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+    end
+    redis.call('PEXPIREAT', lock_key, fmt(now + ttl))
+    return { 1, fence, epoch }
+  end
+
+  -- Fast denial: a fair exclusive request, new to this lock, behind a live
+  -- exclusive waiter at the head of the queue, cannot be granted whoever holds
+  -- the lock; it joins the tail without the whole state being read.
+  if mode == 'exclusive' and fair and redis.call('EXISTS', lock_key) == 1 then
+    local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+    if head and head ~= owner then
+      local entries = redis.call('HMGET', lock_key, 'w:' .. head, 'h:' .. owner, 'w:' .. owner, 'p:' .. owner)
+      local waiter_mode, waiter_expires = string.match(entries[1] or '', '^(%S+) (%S+)')
+      if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and not (entries[2] or entries[3] or entries[4]) then
+        if wait then
+          local expires = now + waiter_ttl
+          local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
+          redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
+          redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
+          remember_name()
+          -- Each key lives as long as its latest entry: at least as long as this one.
+          if redis.call('PTTL', lock_key) < waiter_ttl then
+            redis.call('PEXPIRE', lock_key, waiter_ttl)
+          end
+          if redis.call('PTTL', queue_key) < waiter_ttl then
+            redis.call('PEXPIRE', queue_key, waiter_ttl)
+          end
+        end
+        return { 0, math.max(1, redis.call('PTTL', lock_key)), epoch }
+      end
+    end
+  end
+
+  local state = read_lock(lock_key, queue_key, now)
+  -- A lock left free (its holder ran out) goes to the head of the queue first.
+  local handed = hand_off(state, lock_key, queue_key, fence_key, now, argv[10], channel)
+  if state.pruned and handed == 0 then
+    publish(channel, 'expired')
+  end
+
+  local function conflicts(a, b)
+    return a == 'exclusive' or b == 'exclusive'
+  end
+
+  -- The same acquisition asked twice (a retried call): keep one lease.
+  local mine = state.holders[owner]
+  if mine then
+    mine.expires = now + ttl
+    redis.call('HSET', lock_key, 'h:' .. owner, mine.mode .. ' ' .. mine.fence .. ' ' .. fmt(mine.expires))
+    save_expiry(state, lock_key, queue_key)
+    return { 1, tonumber(mine.fence), epoch }
+  end
+
+  local grantable, holders_until, blockers_until = true, 0, 0
+  for _, holder in pairs(state.holders) do
+    holders_until = math.max(holders_until, holder.expires)
+    if conflicts(mode, holder.mode) then
+      grantable = false
+    end
+  end
+  if fair then
+    -- Grant only if nobody ahead in the queue would conflict with us.
+    for _, waiter in ipairs(state.queue) do
+      if waiter == owner then
+        break
+      end
+      local ahead = state.waiting[waiter]
+      if conflicts(mode, ahead.mode) then
+        grantable = false
+        blockers_until = math.max(blockers_until, ahead.expires)
+      end
+    end
+  end
+  if mode == 'shared' then
+    for writer, expires in pairs(state.pending) do
+      if writer ~= owner then
+        grantable = false
+        blockers_until = math.max(blockers_until, expires)
+      end
+    end
+  end
+
+  if grantable then
+    local was_queued = state.waiting[owner] ~= nil
+    state.waiting[owner] = nil
+    state.pending[owner] = nil
+    redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
+    redis.call('ZREM', queue_key, owner)
+    remember_name()
+    local fence = next_fence(fence_key, now)
+    redis.call('SET', fence_key, fmt(fence), 'PX', argv[10])
+    state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
+    redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+    save_expiry(state, lock_key, queue_key)
+    if was_queued and mode == 'shared' and #state.queue > 1 then
+      publish(channel, 'granted')
+    end
+    return { 1, fence, epoch }
+  end
+
+  if wait then
+    local expires = now + waiter_ttl
+    if fair then
+      local queued = state.waiting[owner]
+      if queued then
+        -- Renewed in place: it keeps its turn and the mode it queued with.
+        queued.expires = expires
+        redis.call('HSET', lock_key, 'w:' .. owner, queued.mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
+      else
+        local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
+        redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
+        state.waiting[owner] = { mode = mode, expires = expires, ttl = ttl }
+        redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
+      end
+    elseif mode == 'exclusive' then
+      state.pending[owner] = expires
+      redis.call('HSET', lock_key, 'p:' .. owner, fmt(expires))
+    end
+    if state.waiting[owner] or state.pending[owner] then
+      remember_name()
+    end
+    save_expiry(state, lock_key, queue_key)
+  end
+
+  local bound = holders_until
+  if bound == 0 then
+    bound = blockers_until
+  end
+  return { 0, math.max(1, bound - now), epoch }
+end

@@ -1,0 +1,43 @@
+--[[ Fragment: leave_lock(keys, argv, now), the whole of leave-3.lua as a function
+(keys and argv are its KEYS and ARGV, documented there), so that batch-n.lua
+can run several lock operations in one call. `now` is the server's clock
+(now_ms), read once per call: the operations of a batch all run at the moment
+it started, which only makes their leases end earlier in the store than the
+caller counts (it counts from before it sent them). Included after the fragments
+leave-3.lua includes.
+]]
+local function leave_lock(keys, argv, now)
+  local lock_key, queue_key, fence_key = keys[1], keys[2], keys[3]
+  local owner, channel, fence_ttl = argv[1], argv[2], argv[3]
+  local state = read_lock(lock_key, queue_key, now)
+  local removed = 0
+  if state.holders[owner] then
+    state.holders[owner] = nil
+    removed = 1
+  end
+  if state.waiting[owner] then
+    state.waiting[owner] = nil
+    for i, queued in ipairs(state.queue) do
+      if queued == owner then
+        table.remove(state.queue, i)
+        break
+      end
+    end
+    removed = 1
+  end
+  if state.pending[owner] then
+    state.pending[owner] = nil
+    removed = 1
+  end
+  redis.call('HDEL', lock_key, 'h:' .. owner, 'w:' .. owner, 'p:' .. owner)
+  redis.call('ZREM', queue_key, owner)
+  if removed == 0 then
+    return 0
+  end
+  if hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, channel) == 0 then
+    publish(channel, 'left')
+  end
+  save_expiry(state, lock_key, queue_key)
+  drop_if_only_name(lock_key)
+  return 1
+end

@@ -1,0 +1,62 @@
+--[[ Fragment: release_lock(keys, argv, now), the whole of release-3.lua as a function
+(keys and argv are its KEYS and ARGV, documented there), so that batch-n.lua
+can run several lock operations in one call. `now` is the server's clock
+(now_ms), read once per call: the operations of a batch all run at the moment
+it started, which only makes their leases end earlier in the store than the
+caller counts (it counts from before it sent them). Included after the fragments
+release-3.lua includes.
+]]
+local function release_lock(keys, argv, now)
+  local lock_key, queue_key, fence_key = keys[1], keys[2], keys[3]
+  local owner, channel, fence_ttl = argv[1], argv[2], argv[3]
+  -- Fast path: this owner's live lease is the lock's only entry, so nobody
+  -- waits in the store; the lock is deleted without reading its whole state.
+  local mine = redis.call('HGET', lock_key, 'h:' .. owner)
+  if mine and redis.call('HLEN', lock_key) == 1 and tonumber(string.match(mine, '(%d+)$')) > now then
+    redis.call('DEL', lock_key, queue_key)
+    publish(channel, 'released')
+    return 1
+  end
+  -- Fast hand-off: a live exclusive holder (so no other live holder) releases
+  -- to a live exclusive waiter at the head of the queue; the rest of the state
+  -- is neither read nor needed. Anything else takes the full path below.
+  if mine then
+    local mode, _, expires = string.match(mine, '^(%S+) (%S+) (%S+)$')
+    if mode == 'exclusive' and tonumber(expires) > now then
+      local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
+      local entry = head and redis.call('HGET', lock_key, 'w:' .. head)
+      if entry then
+        local waiter_mode, waiter_expires, waiter_ttl = string.match(entry, '^(%S+) (%S+) ?(%S*)$')
+        waiter_ttl = tonumber(waiter_ttl)
+        if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and waiter_ttl then
+          redis.call('HDEL', lock_key, 'h:' .. owner, 'w:' .. head)
+          redis.call('ZREM', queue_key, head)
+          local fence = next_fence(fence_key, now)
+          redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
+          redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fmt(fence) .. ' ' .. fmt(now + waiter_ttl))
+          -- The hash lives as long as its latest entry: at least as long as the new lease.
+          if redis.call('PTTL', lock_key) < waiter_ttl then
+            redis.call('PEXPIRE', lock_key, waiter_ttl)
+          end
+          publish_grant(channel, head, fence)
+          return 1
+        end
+      end
+    end
+  end
+  local state = read_lock(lock_key, queue_key, now)
+  local released = 0
+  if state.holders[owner] then
+    state.holders[owner] = nil
+    redis.call('HDEL', lock_key, 'h:' .. owner)
+    released = 1
+  end
+  if released == 1 or state.pruned then
+    if hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, channel) == 0 then
+      publish(channel, released == 1 and 'released' or 'expired')
+    end
+    save_expiry(state, lock_key, queue_key)
+    drop_if_only_name(lock_key)
+  end
+  return released
+end
