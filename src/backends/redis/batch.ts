@@ -62,12 +62,27 @@ export class ScriptBatcher {
   private flush(): void {
     const queued = this.queued;
     this.queued = [];
-    for (let start = 0; start < queued.length; start += MAX_BATCH) {
-      this.sendBatch(queued.slice(start, start + MAX_BATCH));
+    let batch: Queued[] = [];
+    for (const operation of queued) {
+      // batch-n.lua separates arguments by newlines. Validated keys and tokens never hold
+      // one; if anything did, it would go alone (in its turn) rather than be misread.
+      if (operation.args.some((arg) => arg.includes('\n'))) {
+        this.sendBatch(batch);
+        this.sendBatch([operation]);
+        batch = [];
+        continue;
+      }
+      batch.push(operation);
+      if (batch.length === MAX_BATCH) {
+        this.sendBatch(batch);
+        batch = [];
+      }
     }
+    this.sendBatch(batch);
   }
 
   private sendBatch(operations: readonly Queued[]): void {
+    if (operations.length === 0) return;
     const [only] = operations;
     if (operations.length === 1 && only !== undefined) {
       this.send(only.script, only.keys, only.args).then(only.resolve, only.reject);
@@ -77,7 +92,7 @@ export class ScriptBatcher {
     const args: string[] = [];
     for (const operation of operations) {
       keys.push(...operation.keys);
-      args.push(operation.script.name, ...operation.args);
+      args.push(`${operation.script.name}\n${operation.args.join('\n')}\n`);
     }
     this.send(this.batch, keys, args).then(
       (replies) => {

@@ -209,7 +209,8 @@ export class RedisBackend implements Backend, ReferenceOperations {
         request.wait ? '1' : '0',
         String(request.waiterTtl),
         slot === undefined ? this.epoch : (this.slotEpochs.get(slot) ?? ''),
-        randomUUID(),
+        // The epoch if the marker must be recreated: the owner token is random and unique already.
+        request.owner,
         String(this.maxTtl),
         String(this.fenceTtl),
         keys.channel,

@@ -14,7 +14,8 @@ ARGV[4]  fair: '1' respects the queue, '0' may barge
 ARGV[5]  wait: '1' registers a waiter when denied, '0' does not
 ARGV[6]  waiterTtl: ms a waiter registration lives unless renewed
 ARGV[7]  the epoch this process knows ('' for none)
-ARGV[8]  a fresh random epoch, used if the marker must be recreated
+ARGV[8]  a fresh random epoch, used if the marker must be recreated (the
+         client sends the owner token, random and unique already)
 ARGV[9]  maxTtl: longest lease any process may hold, in ms
 ARGV[10] fenceTtl: ms to keep the fence key after a grant
 ARGV[11] wake-up channel of this lock

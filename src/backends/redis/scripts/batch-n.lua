@@ -7,7 +7,10 @@ Cluster the keys of a batch would span slots.
 
 KEYS     the operations' keys, one operation after the other, as its own
          script takes them
-ARGV     per operation: the name of its script, then that script's ARGV
+ARGV[i]  operation i: the name of its script, then that script's ARGV, each
+         followed by a newline (no argument holds one: keys and tokens have
+         no control characters). One argument per operation, not one per
+         value, because the client's cost grows with the number of arguments.
 
 Returns one entry per operation: its script's reply, or the error it raised
 as a string (none of these scripts replies with a string), so one failing
@@ -35,15 +38,19 @@ local operations = {
 
 local now = now_ms()
 local replies = {}
-local key_at, arg_at = 1, 1
-while arg_at <= #ARGV do
-  local operation = operations[ARGV[arg_at]]
-  if operation == nil then
-    return redis.error_reply('ERR disref: batch-n.lua cannot run ' .. ARGV[arg_at])
+local key_at = 1
+for i = 1, #ARGV do
+  local fields = {}
+  for field in string.gmatch(ARGV[i], '([^\n]*)\n') do
+    fields[#fields + 1] = field
+  end
+  local operation = operations[fields[1]]
+  if operation == nil or #fields ~= 1 + operation[3] then
+    return redis.error_reply('ERR disref: batch-n.lua cannot run ' .. string.format('%q', string.sub(ARGV[i], 1, 60)))
   end
   local run, key_count, arg_count = operation[1], operation[2], operation[3]
   local keys = { unpack(KEYS, key_at, key_at + key_count - 1) }
-  local argv = { unpack(ARGV, arg_at + 1, arg_at + arg_count) }
+  local argv = { unpack(fields, 2, 1 + arg_count) }
   local ok, reply = pcall(run, keys, argv, now)
   if not ok then
     -- error({ err = ... }) raises a table; redis.call and Lua itself raise a
@@ -54,7 +61,7 @@ while arg_at <= #ARGV do
       reply = 'ERR ' .. tostring(reply)
     end
   end
-  replies[#replies + 1] = reply
-  key_at, arg_at = key_at + key_count, arg_at + 1 + arg_count
+  replies[i] = reply
+  key_at = key_at + key_count
 end
 return replies
