@@ -22,8 +22,9 @@ export interface RedisConnection {
    */
   readonly publish: PublishCommand;
   /**
-   * ms after which the client itself fails a command (ioredis
-   * `commandTimeout`, for clients disref creates); undefined when unknown.
+   * ms disref gives a command on a connection it created before failing it
+   * (the backend's `operationTimeout` bounds it too); undefined for clients
+   * passed in, whose own timeouts are unknown.
    */
   readonly commandTimeout?: number;
   /** EVALSHA; rejects with an error whose message starts with `NOSCRIPT` when the script is not cached. */
@@ -153,7 +154,8 @@ export async function createIoredisConnection(
     password: address.password,
     db: address.database,
     connectTimeout: CONNECT_TIMEOUT,
-    commandTimeout: COMMAND_TIMEOUT,
+    // No ioredis commandTimeout: it arms a timer per command; the backend bounds each
+    // operation by COMMAND_TIMEOUT with one timer for all (deadlines.ts).
     ...(clientName === undefined ? {} : { connectionName: clientName }),
     // Commands sent while disconnected wait for one reconnection, then fail.
     maxRetriesPerRequest: 1,

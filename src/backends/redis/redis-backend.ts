@@ -31,6 +31,7 @@ import type {
   StoreSnapshot,
 } from '../../backend.js';
 import type { StoreAddress } from '../../config.js';
+import { DeadlineQueue } from '../../deadlines.js';
 import { BackendError } from '../../errors.js';
 import {
   clientNameFor,
@@ -141,6 +142,8 @@ export class RedisBackend implements Backend, ReferenceOperations {
    * none on Redis Cluster, where one batch's keys would span slots.
    */
   private readonly batched: ReadonlySet<LuaScript>;
+  /** Bounds every store operation (made with the connection, whose timeout it takes). */
+  private deadlines: DeadlineQueue | undefined;
   /** Batches the lock operations of one turn of the event loop (batch.ts), per connection. */
   private batcher: { connection: RedisConnection; batcher: ScriptBatcher } | undefined;
   private readonly references: RedisReferences | RedisClusterReferences;
@@ -408,6 +411,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     }
     const connection = await this.connection?.catch(() => undefined);
     await connection?.close();
+    this.deadlines?.stop();
   }
 
   private connect(): Promise<RedisConnection> {
@@ -485,6 +489,15 @@ export class RedisBackend implements Backend, ReferenceOperations {
     );
   }
 
+  /** One timer bounds every operation in flight: the connection's command timeout, or operationTimeout. */
+  private deadlinesFor(connection: RedisConnection): DeadlineQueue {
+    if (this.deadlines === undefined) {
+      const ms = Math.min(connection.commandTimeout ?? Infinity, this.operationTimeout);
+      this.deadlines = new DeadlineQueue(ms);
+    }
+    return this.deadlines;
+  }
+
   private batcherFor(connection: RedisConnection): ScriptBatcher {
     if (this.batcher?.connection !== connection) {
       const batcher = new ScriptBatcher(
@@ -506,11 +519,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
     this.assertOpen(key);
     try {
       const connection = this.connected ?? (await this.connect());
-      // A client disref created fails a command after its own commandTimeout already.
-      const bounded = (connection.commandTimeout ?? Infinity) <= this.operationTimeout;
-      return await (bounded
-        ? send(connection)
-        : withDeadline(send(connection), this.operationTimeout));
+      return await this.deadlinesFor(connection).bound(send(connection));
     } catch (error) {
       if (error instanceof BackendError) throw error;
       if (isUnreadableData(error)) throw this.unreadable(what, error, key, keys);
