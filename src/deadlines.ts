@@ -87,6 +87,8 @@ export class DeadlineQueue {
         if (deadline.at > now) break;
         deadline.open = false;
         deadline.onExpire();
+        // The expired operation's owner may have stopped the queue (closing its connection).
+        if (this.stopped) return;
       }
       this.first += 1;
       deadline = this.deadlines[this.first];

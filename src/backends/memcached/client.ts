@@ -68,7 +68,12 @@ export class ServerPool {
   private lastError: MemcachedServerError | undefined;
   private closed = false;
 
-  constructor(server: HostPort, connections: number, connectTimeout: number) {
+  constructor(
+    server: HostPort,
+    connections: number,
+    connectTimeout: number,
+    private readonly requestTimeout: number,
+  ) {
     this.server = server;
     const host = server.host.includes(':') ? `[${server.host}]` : server.host;
     this.id = `${host}:${String(server.port)}`;
@@ -117,6 +122,7 @@ export class ServerPool {
         port: this.server.port,
         address: this.address,
         connectTimeout: this.connectTimeout,
+        requestTimeout: this.requestTimeout,
       });
       this.failures = 0;
       this.lastError = undefined;
@@ -149,7 +155,7 @@ export class MemcachedClient {
     this.requestTimeout = options.requestTimeout ?? DEFAULT_REQUEST_TIMEOUT;
     const seen = new Map<string, ServerPool>();
     for (const server of options.servers) {
-      const pool = new ServerPool(server, connections, connectTimeout);
+      const pool = new ServerPool(server, connections, connectTimeout, this.requestTimeout);
       // A server listed twice would get twice the keys on one connection pool.
       if (!seen.has(pool.id)) seen.set(pool.id, pool);
     }
@@ -170,7 +176,7 @@ export class MemcachedClient {
    */
   async send(server: ServerPool, requests: readonly Request[]): Promise<Response[]> {
     const connection = await server.connection();
-    return connection.send(requests, this.requestTimeout);
+    return connection.send(requests);
   }
 
   /**

@@ -7,6 +7,7 @@
  * @module
  */
 import { Socket } from 'node:net';
+import { DeadlineQueue } from '../../deadlines.js';
 import {
   encodeRequest,
   ProtocolError,
@@ -36,7 +37,8 @@ interface InFlight {
   readonly replies: Response[];
   readonly resolve: (replies: Response[]) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  /** Ends the batch's deadline (see {@link DeadlineQueue}). */
+  readonly answered: () => void;
 }
 
 export interface ConnectionOptions {
@@ -45,6 +47,8 @@ export interface ConnectionOptions {
   /** `memcached://host:port`, for errors. */
   readonly address: string;
   readonly connectTimeout: number;
+  /** ms a batch of requests may wait for its replies before the connection is failed. */
+  readonly requestTimeout: number;
 }
 
 export class Connection {
@@ -52,11 +56,14 @@ export class Connection {
   private readonly socket: Socket;
   private readonly parser = new ResponseParser();
   private readonly inFlight: InFlight[] = [];
+  /** One timer for every batch in flight, rather than one each. */
+  private readonly deadlines: DeadlineQueue;
   private failure: Error | undefined;
 
-  private constructor(socket: Socket, address: string) {
+  private constructor(socket: Socket, address: string, requestTimeout: number) {
     this.socket = socket;
     this.address = address;
+    this.deadlines = new DeadlineQueue(requestTimeout);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     socket.on('data', (chunk: Buffer) => {
@@ -101,7 +108,7 @@ export class Connection {
       socket.connect({ host: options.host, port: options.port }, () => {
         clearTimeout(timer);
         socket.off('error', onError);
-        resolve(new Connection(socket, options.address));
+        resolve(new Connection(socket, options.address, options.requestTimeout));
       });
     });
   }
@@ -120,9 +127,10 @@ export class Connection {
 
   /**
    * Sends `requests` in one write and resolves their replies in order
-   * (error replies included). Rejects when no reply came within `timeout` ms.
+   * (error replies included). Rejects, and fails the connection, when no
+   * reply came within the request timeout.
    */
-  send(requests: readonly Request[], timeout: number): Promise<Response[]> {
+  send(requests: readonly Request[]): Promise<Response[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     let payload: Buffer;
     try {
@@ -131,17 +139,18 @@ export class Connection {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.fail(new MemcachedServerError(this.address, `no reply within ${String(timeout)} ms`));
-      }, timeout);
-      timer.unref();
+      const answered = this.deadlines.set(() => {
+        this.fail(
+          new MemcachedServerError(this.address, `no reply within ${String(this.deadlines.ms)} ms`),
+        );
+      });
       this.inFlight.push({
         requests,
         expected: requests.length,
         replies: [],
         resolve,
         reject,
-        timer,
+        answered,
       });
       if (this.inFlight.length === 1) this.socket.ref();
       this.socket.write(payload);
@@ -182,7 +191,7 @@ export class Connection {
       }
       if (head.replies.length === head.expected) {
         this.inFlight.shift();
-        clearTimeout(head.timer);
+        head.answered();
         head.resolve(head.replies);
       }
     }
@@ -193,8 +202,9 @@ export class Connection {
     this.failure ??= error;
     this.socket.destroy();
     for (const entry of this.inFlight.splice(0)) {
-      clearTimeout(entry.timer);
+      entry.answered();
       entry.reject(this.failure);
     }
+    this.deadlines.stop();
   }
 }

@@ -23,7 +23,12 @@ export type ScriptSender = (
   args: readonly string[],
 ) => Promise<unknown>;
 
-/** More operations than this in one turn go as several batches (a batch blocks the server while it runs). */
+/**
+ * At most this many operations per call; more go as several calls, so the
+ * server runs one while the client still writes or reads the others (a call
+ * also blocks the server while it runs). 16 did best of 4 to 64 with 64
+ * callers on one connection.
+ */
 const MAX_BATCH = 16;
 
 interface Queued {
