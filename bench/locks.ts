@@ -30,11 +30,13 @@ import { markNamespaceFresh } from '../test/harness/targets.js';
 import { label, makeLocker, type Library, type Locker } from './peers.js';
 
 const quick = process.argv.includes('--quick');
-const DURATION = quick ? 1_000 : 3_000;
-const SEQUENTIAL = quick ? 500 : 3_000;
+// Short runs, many rounds: this machine's speed drifts over tens of seconds, and
+// finely interleaved runs let every contender meet each phase alike.
+const DURATION = quick ? 1_000 : 1_500;
+const SEQUENTIAL = quick ? 500 : 2_000;
 const PEER_RETRIES = quick ? [10] : [2, 10, 50];
 /** Runs of each configuration per scenario; each is represented by its median run. */
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = quick ? 1 : 5;
 /** Peers' retry interval where it never comes into play (uncontended). */
 const UNCONTENDED_RETRY = [10];
 const PEERS: readonly Library[] = ['redlock', 'redis-semaphore'];
