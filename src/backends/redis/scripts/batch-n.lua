@@ -1,5 +1,6 @@
 --[[ batch-n.lua: several lock operations of one process in one call, run one
-after the other, each exactly as its own script would run it. The client
+after the other, each as its own script would run it, except that they share
+one reading of the server's clock and of the namespace marker. The client
 sends one when several operations are due at the same moment (redis/batch.ts):
 one command instead of many saves the per-command cost on both sides, which
 dominates when many callers share a connection. Single server only: on Redis
