@@ -13,6 +13,12 @@ ARGV[i]  operation i: the name of its script, then that script's ARGV, each
          no control characters). One argument per operation, not one per
          value, because the client's cost grows with the number of arguments.
 
+Each operation is the function its own script calls (includes/acquire.lua,
+extend.lua, release.lua, leave.lua), given `now`, the server's clock read once
+per call: the operations of a batch all run at the moment it started, which
+only makes their leases end earlier in the store than their callers count
+(each counts from before it sent its operation).
+
 Returns one entry per operation: its script's reply, or the error it raised
 as a string (none of these scripts replies with a string), so one failing
 operation (a key holding a value disref did not write) fails alone.

@@ -1,10 +1,5 @@
---[[ Fragment: acquire_lock(keys, argv, now), the whole of acquire-4.lua as a function
-(keys and argv are its KEYS and ARGV, documented there), so that batch-n.lua
-can run several lock operations in one call. `now` is the server's clock
-(now_ms), read once per call: the operations of a batch all run at the moment
-it started, which only makes their leases end earlier in the store than the
-caller counts (it counts from before it sent them). Included after the fragments
-acquire-4.lua includes.
+--[[ Fragment: acquire_lock(keys, argv, now), the body of acquire-4.lua (KEYS and ARGV
+documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 ]]
 -- The marker as checked by this call of the script, by marker key and known
 -- epoch: the acquires of one batch (all in one namespace) read it once.

@@ -1,10 +1,5 @@
---[[ Fragment: release_lock(keys, argv, now), the whole of release-3.lua as a function
-(keys and argv are its KEYS and ARGV, documented there), so that batch-n.lua
-can run several lock operations in one call. `now` is the server's clock
-(now_ms), read once per call: the operations of a batch all run at the moment
-it started, which only makes their leases end earlier in the store than the
-caller counts (it counts from before it sent them). Included after the fragments
-release-3.lua includes.
+--[[ Fragment: release_lock(keys, argv, now), the body of release-3.lua (KEYS and ARGV
+documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 ]]
 local function release_lock(keys, argv, now)
   local lock_key, queue_key, fence_key = keys[1], keys[2], keys[3]
