@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { Mutex as SemaphoreMutex } from 'redis-semaphore';
 import Redlock from 'redlock';
 import { randomUUID } from 'node:crypto';
-import { connect, type Disref } from '../src/index.js';
+import { connect, type Disref } from '../dist/index.js';
 
 export type Library =
   'disref' | 'disref-unfair' | 'floor' | 'redlock' | 'redis-semaphore' | 'disref-memcached';

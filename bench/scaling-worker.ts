@@ -8,7 +8,7 @@
  */
 import { createHistogram, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { connect } from '../src/index.js';
+import { connect } from '../dist/index.js';
 
 const [url = '', namespace = '', concurrencyText, keysText, secondsText] = process.argv.slice(2);
 const concurrency = Number(concurrencyText);
