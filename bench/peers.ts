@@ -11,7 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { connect, type Disref } from '../dist/index.js';
 
 export type Library =
-  'disref' | 'disref-unfair' | 'floor' | 'redlock' | 'redis-semaphore' | 'disref-memcached';
+  | 'disref'
+  | 'disref-unfair'
+  | 'floor'
+  | 'hand-off-floor'
+  | 'redlock'
+  | 'redis-semaphore'
+  | 'disref-memcached';
 
 /** How a library shows in tables. */
 export function label(library: Library, retry?: number): string {
@@ -24,6 +30,8 @@ export function label(library: Library, retry?: number): string {
       return 'disref (memcached)';
     case 'floor':
       return 'floor: SET NX PX + EVALSHA del';
+    case 'hand-off-floor':
+      return 'floor: fair hand-off (queue + PUBLISH)';
     default:
       return retry === undefined ? library : `${library} (retry ${String(retry)} ms)`;
   }
@@ -36,6 +44,23 @@ export interface Locker {
 }
 
 const TTL = 10_000;
+
+// The least a fair lock with a store-side hand-off can do (no fence, lease
+// renewal, crash recovery or quarantine): take the lock if free, else join a
+// queue; the release gives it to the head of the queue and PUBLISHes the grant
+// to that waiter's connection. One script per acquire, one per release, one
+// message per grant: the critical path of every hand-off disref makes.
+const HAND_OFF_ACQUIRE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 0`;
+const HAND_OFF_RELEASE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local next = redis.call('LPOP', KEYS[2])
+if not next then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], next, 'PX', ARGV[2])
+redis.call('PUBLISH', 'hand-off-floor:' .. string.match(next, '^[^:]+'), next)
+return 1`;
 
 const COMPARE_AND_DELETE =
   "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -96,6 +121,48 @@ export async function makeLocker(library: Library, url: string, retry = 50): Pro
         },
         close: async () => {
           client.disconnect();
+          await Promise.resolve();
+        },
+      };
+    }
+    case 'hand-off-floor': {
+      const client = new Redis(url);
+      const subscriber = new Redis(url);
+      client.defineCommand('handOffAcquire', { numberOfKeys: 2, lua: HAND_OFF_ACQUIRE });
+      client.defineCommand('handOffRelease', { numberOfKeys: 2, lua: HAND_OFF_RELEASE });
+      const scripts = client as unknown as {
+        handOffAcquire(lock: string, queue: string, token: string, ttl: number): Promise<number>;
+        handOffRelease(lock: string, queue: string, token: string, ttl: number): Promise<number>;
+      };
+      // Tokens are '<locker>:<n>': the release script publishes to the locker's channel.
+      const locker = randomUUID();
+      let issued = 0;
+      const granted = new Map<string, () => void>();
+      subscriber.on('message', (_channel: string, token: string) => {
+        granted.get(token)?.();
+      });
+      await subscriber.subscribe(`hand-off-floor:${locker}`);
+      return {
+        withLock: async (key, work) => {
+          const token = `${locker}:${String((issued += 1))}`;
+          const lock = `hand-off-floor:{${key}}`;
+          const queue = `hand-off-floor:{${key}}:queue`;
+          const waited = await timed(async () => {
+            // Listening before asking: the grant may arrive before the reply to the ask.
+            const grant = new Promise<void>((resolve) => granted.set(token, resolve));
+            if ((await scripts.handOffAcquire(lock, queue, token, TTL)) === 0) await grant;
+            granted.delete(token);
+          });
+          try {
+            await work();
+          } finally {
+            await scripts.handOffRelease(lock, queue, token, TTL);
+          }
+          return waited;
+        },
+        close: async () => {
+          client.disconnect();
+          subscriber.disconnect();
           await Promise.resolve();
         },
       };
