@@ -212,8 +212,6 @@ export class RedisBackend implements Backend, ReferenceOperations {
         request.wait ? '1' : '0',
         String(request.waiterTtl),
         slot === undefined ? this.epoch : (this.slotEpochs.get(slot) ?? ''),
-        // The epoch if the marker must be recreated: the owner token is random and unique already.
-        request.owner,
         String(this.maxTtl),
         String(this.fenceTtl),
         keys.channel,
@@ -222,9 +220,12 @@ export class RedisBackend implements Backend, ReferenceOperations {
       ],
       request.key,
     );
-    const [granted, value, epoch] = this.expectArray(reply, 3, request.key);
-    if (slot === undefined) this.epoch = String(epoch);
-    else this.slotEpochs.set(slot, String(epoch));
+    // The epoch comes back only when it is not the one sent (see acquire-4.lua).
+    const [granted, value, epoch] = this.expectArray(reply, 2, request.key);
+    if (typeof epoch === 'string') {
+      if (slot === undefined) this.epoch = epoch;
+      else this.slotEpochs.set(slot, epoch);
+    }
     const number = Number(value);
     return Number(granted) === 1
       ? { granted: true, fence: number }

@@ -13,21 +13,21 @@ ARGV[3]  ttl: lease length in ms
 ARGV[4]  fair: '1' respects the queue, '0' may barge
 ARGV[5]  wait: '1' registers a waiter when denied, '0' does not
 ARGV[6]  waiterTtl: ms a waiter registration lives unless renewed
-ARGV[7]  the epoch this process knows ('' for none)
-ARGV[8]  a fresh random epoch, used if the marker must be recreated (the
-         client sends the owner token, random and unique already)
-ARGV[9]  maxTtl: longest lease any process may hold, in ms
-ARGV[10] fenceTtl: ms to keep the fence key after a grant
-ARGV[11] wake-up channel of this lock
-ARGV[12] the key as the caller gave it when the key names hash it, else ''
+ARGV[7]  the epoch this process knows ('' for none); a marker this call must
+         recreate takes the owner token as its epoch (random and unique)
+ARGV[8]  maxTtl: longest lease any process may hold, in ms
+ARGV[9]  fenceTtl: ms to keep the fence key after a grant
+ARGV[10] wake-up channel of this lock
+ARGV[11] the key as the caller gave it when the key names hash it, else ''
          (kept in the lock hash's 'key' field for `disref status`)
-ARGV[13] '' on a single server; on Redis Cluster, the namespace marker's
+ARGV[12] '' on a single server; on Redis Cluster, the namespace marker's
          'created' (server ms, '0' when unknown): KEYS[4] is then a slot marker
 
 Returns {1, fence, epoch} when granted (the same fence again when this owner
 already holds the lock, with its lease renewed), or {0, retryAfter, epoch}
 when denied: retryAfter is the ms until the leases in the way end at the
 latest (else until the registrations in the way or the quarantine end), >= 1.
+The epoch is left out when it is ARGV[7]: the caller knows it already.
 
 Fences: max(last fence + 1, server ms * 1000), so they keep increasing even
 after the store lost the fence key, as long as fewer than 1000 are handed

@@ -35,29 +35,29 @@ operation (a key holding a value disref did not write) fails alone.
 --- @include "includes/release.lua"
 --- @include "includes/leave.lua"
 
--- Each script by name: its function, and how many keys and arguments it takes.
+-- Each script by name: its function, how many keys it takes, and a pattern
+-- that captures its arguments (one match beats splitting field by field).
+local function arguments(count)
+  return '^[^\n]*\n' .. string.rep('([^\n]*)\n', count) .. '$'
+end
 local operations = {
-  ['acquire-4'] = { acquire_lock, 4, 13 },
-  ['extend-1'] = { extend_lock, 1, 2 },
-  ['release-3'] = { release_lock, 3, 3 },
-  ['leave-3'] = { leave_lock, 3, 3 },
+  ['acquire-4'] = { acquire_lock, 4, arguments(12) },
+  ['extend-1'] = { extend_lock, 1, arguments(2) },
+  ['release-3'] = { release_lock, 3, arguments(3) },
+  ['leave-3'] = { leave_lock, 3, arguments(3) },
 }
 
 local now = now_ms()
 local replies = {}
 local key_at = 1
 for i = 1, #ARGV do
-  local fields = {}
-  for field in string.gmatch(ARGV[i], '([^\n]*)\n') do
-    fields[#fields + 1] = field
-  end
-  local operation = operations[fields[1]]
-  if operation == nil or #fields ~= 1 + operation[3] then
+  local operation = operations[string.match(ARGV[i], '^([^\n]*)\n')]
+  local argv = operation and { string.match(ARGV[i], operation[3]) }
+  if not argv or #argv == 0 then
     return redis.error_reply('ERR disref: batch-n.lua cannot run ' .. string.format('%q', string.sub(ARGV[i], 1, 60)))
   end
-  local run, key_count, arg_count = operation[1], operation[2], operation[3]
+  local run, key_count = operation[1], operation[2]
   local keys = { unpack(KEYS, key_at, key_at + key_count - 1) }
-  local argv = { unpack(fields, 2, 1 + arg_count) }
   local ok, reply = pcall(run, keys, argv, now)
   if not ok then
     -- error({ err = ... }) raises a table; redis.call and Lua itself raise a

@@ -5,25 +5,34 @@ documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 -- epoch: the acquires of one batch (all in one namespace) read it once.
 local checked_markers = {}
 
+-- A recreated marker takes the owner token as its epoch: random and unique already.
 local function checked_marker(marker_key, now, argv)
   local known, memo = argv[7], marker_key .. ' ' .. argv[7]
   local checked = checked_markers[memo]
   if checked == nil then
-    if argv[13] == '' then
-      checked = { check_marker(marker_key, now, known, argv[8], tonumber(argv[9])) }
+    if argv[12] == '' then
+      checked = { check_marker(marker_key, now, known, argv[1], tonumber(argv[8])) }
     else
-      checked = { check_slot_marker(marker_key, now, known, argv[8], tonumber(argv[9]), tonumber(argv[13])) }
+      checked = { check_slot_marker(marker_key, now, known, argv[1], tonumber(argv[8]), tonumber(argv[12])) }
     end
     checked_markers[memo] = checked
   end
   return checked[1], checked[2]
 end
 
+-- The reply: the epoch is left out when it is the one the caller knows.
+local function acquire_reply(granted, value, epoch, known)
+  if epoch == known then
+    return { granted, value }
+  end
+  return { granted, value, epoch }
+end
+
 local function acquire_lock(keys, argv, now)
   local lock_key, queue_key, fence_key, marker_key = keys[1], keys[2], keys[3], keys[4]
   local owner, mode = argv[1], argv[2]
   local ttl, fair, wait, waiter_ttl = tonumber(argv[3]), argv[4] == '1', argv[5] == '1', tonumber(argv[6])
-  local channel, original_key = argv[11], argv[12]
+  local channel, original_key = argv[10], argv[11]
 
   -- Called whenever an entry is written: the hash of a hashed key says which key it is.
   local function remember_name()
@@ -34,7 +43,7 @@ local function acquire_lock(keys, argv, now)
 
   local epoch, quarantine = checked_marker(marker_key, now, argv)
   if quarantine > now then
-    return { 0, math.ceil(quarantine - now), epoch }
+    return acquire_reply(0, math.ceil(quarantine - now), epoch, argv[7])
   end
 
   -- Fast path: no holder, waiter or pending writer at all (the queue expires
@@ -42,14 +51,15 @@ local function acquire_lock(keys, argv, now)
   -- lock is granted without reading its state.
   if redis.call('EXISTS', lock_key, queue_key) == 0 then
     local fence = next_fence(fence_key, now)
-    redis.call('SET', fence_key, fmt(fence), 'PX', argv[10])
+    local fence_text, expires_text = fmt(fence), fmt(now + ttl)
+    redis.call('SET', fence_key, fence_text, 'PX', argv[9])
     if original_key ~= '' then
-      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl), 'key', original_key)
+      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fence_text .. ' ' .. expires_text, 'key', original_key)
     else
-      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+      redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fence_text .. ' ' .. expires_text)
     end
-    redis.call('PEXPIREAT', lock_key, fmt(now + ttl))
-    return { 1, fence, epoch }
+    redis.call('PEXPIREAT', lock_key, expires_text)
+    return acquire_reply(1, fence, epoch, argv[7])
   end
 
   -- Fast denial: a fair exclusive request, new to this lock, behind a live
@@ -75,14 +85,14 @@ local function acquire_lock(keys, argv, now)
             redis.call('PEXPIRE', queue_key, waiter_ttl)
           end
         end
-        return { 0, math.max(1, redis.call('PTTL', lock_key)), epoch }
+        return acquire_reply(0, math.max(1, redis.call('PTTL', lock_key)), epoch, argv[7])
       end
     end
   end
 
   local state = read_lock(lock_key, queue_key, now)
   -- A lock left free (its holder ran out) goes to the head of the queue first.
-  local handed = hand_off(state, lock_key, queue_key, fence_key, now, argv[10], channel)
+  local handed = hand_off(state, lock_key, queue_key, fence_key, now, argv[9], channel)
   if state.pruned and handed == 0 then
     publish(channel, 'expired')
   end
@@ -97,7 +107,7 @@ local function acquire_lock(keys, argv, now)
     mine.expires = now + ttl
     redis.call('HSET', lock_key, 'h:' .. owner, mine.mode .. ' ' .. mine.fence .. ' ' .. fmt(mine.expires))
     save_expiry(state, lock_key, queue_key)
-    return { 1, tonumber(mine.fence), epoch }
+    return acquire_reply(1, tonumber(mine.fence), epoch, argv[7])
   end
 
   local grantable, holders_until, blockers_until = true, 0, 0
@@ -137,14 +147,14 @@ local function acquire_lock(keys, argv, now)
     redis.call('ZREM', queue_key, owner)
     remember_name()
     local fence = next_fence(fence_key, now)
-    redis.call('SET', fence_key, fmt(fence), 'PX', argv[10])
+    redis.call('SET', fence_key, fmt(fence), 'PX', argv[9])
     state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
     redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
     save_expiry(state, lock_key, queue_key)
     if was_queued and mode == 'shared' and #state.queue > 1 then
       publish(channel, 'granted')
     end
-    return { 1, fence, epoch }
+    return acquire_reply(1, fence, epoch, argv[7])
   end
 
   if wait then
@@ -175,5 +185,5 @@ local function acquire_lock(keys, argv, now)
   if bound == 0 then
     bound = blockers_until
   end
-  return { 0, math.max(1, bound - now), epoch }
+  return acquire_reply(0, math.max(1, bound - now), epoch, argv[7])
 end
