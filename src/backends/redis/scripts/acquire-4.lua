@@ -14,7 +14,7 @@ ARGV[4]  fair: '1' respects the queue, '0' may barge
 ARGV[5]  wait: '1' registers a waiter when denied, '0' does not
 ARGV[6]  waiterTtl: ms a waiter registration lives unless renewed
 ARGV[7]  the epoch this process knows ('' for none); a marker this call must
-         recreate takes the owner token as its epoch (random and unique)
+         recreate takes the random part of the owner token as its epoch
 ARGV[8]  maxTtl: longest lease any process may hold, in ms
 ARGV[9]  fenceTtl: ms to keep the fence key after a grant
 ARGV[10] wake-up channel of this lock

@@ -5,15 +5,17 @@ documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 -- epoch: the acquires of one batch (all in one namespace) read it once.
 local checked_markers = {}
 
--- A recreated marker takes the owner token as its epoch: random and unique already.
+-- A recreated marker takes the random part of the owner token as its epoch
+-- (owner tokens are '<session>:<random>'): random and unique already.
 local function checked_marker(marker_key, now, argv)
   local known, memo = argv[7], marker_key .. ' ' .. argv[7]
   local checked = checked_markers[memo]
   if checked == nil then
+    local candidate = string.match(argv[1], '[^:]*$')
     if argv[12] == '' then
-      checked = { check_marker(marker_key, now, known, argv[1], tonumber(argv[8])) }
+      checked = { check_marker(marker_key, now, known, candidate, tonumber(argv[8])) }
     else
-      checked = { check_slot_marker(marker_key, now, known, argv[1], tonumber(argv[8]), tonumber(argv[12])) }
+      checked = { check_slot_marker(marker_key, now, known, candidate, tonumber(argv[8]), tonumber(argv[12])) }
     end
     checked_markers[memo] = checked
   end
