@@ -16,11 +16,12 @@
  * the compiled JavaScript users install, like its peers.
  */
 import { Mutex as AsyncMutex } from 'async-mutex';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { createHistogram, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { barChart } from '../src/cli/chart.js';
@@ -152,52 +153,123 @@ async function oneKey(
   };
 }
 
-/** `processes` worker processes with `perProcess` connections each, for DURATION. */
-async function processes(
-  library: Library,
-  url: string,
-  mode: 'hot' | 'spread',
-  count: number,
-  perProcess: number,
-  retry: number,
-): Promise<Omit<Row, 'scenario' | 'library'>> {
-  const children = Array.from({ length: count }, () =>
-    spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'bench/worker.ts',
-        library,
-        url,
-        mode,
-        String(perProcess),
-        String(DURATION),
-        String(retry),
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    ),
-  );
-  const lines = children.map((child) =>
-    createInterface({ input: child.stdout })[Symbol.asyncIterator](),
-  );
-  await Promise.all(lines.map((line) => line.next())); // "ready"
-  const started = performance.now();
-  for (const child of children) child.stdin.write('go\n');
-  const results = await Promise.all(
-    lines.map(
-      async (line) =>
-        JSON.parse(String((await line.next()).value)) as { counts: number[]; waits: number[] },
-    ),
-  );
-  const elapsed = performance.now() - started;
-  const counts = results.flatMap((result) => result.counts);
-  const total = counts.reduce((a, b) => a + b, 0);
-  return {
-    opsPerSecond: total / (elapsed / 1000),
-    ...percentiles(results.flatMap((result) => result.waits)),
-    spread: spreadOf(counts),
-  };
+/** Worker processes of one configuration (bench/worker.ts): `count` processes, `perProcess` connections each. */
+interface WorkerConfig {
+  readonly library: Library;
+  readonly url: string;
+  readonly mode: 'hot' | 'spread';
+  readonly count: number;
+  readonly perProcess: number;
+  readonly retry: number;
+}
+
+/**
+ * The worker processes of each configuration, started (and warmed up, see
+ * bench/worker.ts) on its first run and kept for its later runs, so every run
+ * measures warm processes; {@link stop} ends them all.
+ */
+class WorkerPools {
+  private readonly pools = new Map<string, Promise<WorkerPool>>();
+
+  /** One run of DURATION on the configuration's processes. */
+  async run(config: WorkerConfig): Promise<Omit<Row, 'scenario' | 'library'>> {
+    const name = JSON.stringify(config);
+    let pool = this.pools.get(name);
+    if (pool === undefined) {
+      pool = WorkerPool.start(config);
+      this.pools.set(name, pool);
+    }
+    return (await pool).run();
+  }
+
+  async stop(): Promise<void> {
+    const pools = await Promise.allSettled(this.pools.values());
+    this.pools.clear();
+    await Promise.all(
+      pools.flatMap((pool) => (pool.status === 'fulfilled' ? [pool.value.stop()] : [])),
+    );
+  }
+}
+
+class WorkerPool {
+  private constructor(
+    private readonly children: readonly ChildProcessByStdio<Writable, Readable, null>[],
+    private readonly lines: readonly AsyncIterator<string>[],
+  ) {}
+
+  static async start(config: WorkerConfig): Promise<WorkerPool> {
+    const { library, url, mode, count, perProcess, retry } = config;
+    const children = Array.from({ length: count }, () =>
+      spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'bench/worker.ts',
+          library,
+          url,
+          mode,
+          String(perProcess),
+          String(DURATION),
+          String(retry),
+        ],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      ),
+    );
+    const lines = children.map((child) =>
+      createInterface({ input: child.stdout })[Symbol.asyncIterator](),
+    );
+    await Promise.all(lines.map((line) => line.next())); // "ready"
+    return new WorkerPool(children, lines);
+  }
+
+  async run(): Promise<Omit<Row, 'scenario' | 'library'>> {
+    const started = performance.now();
+    for (const child of this.children) child.stdin.write('go\n');
+    const results = await Promise.all(
+      this.lines.map(async (line) => {
+        const next = await line.next();
+        if (next.done === true) throw new Error('a benchmark worker ended before its result');
+        return JSON.parse(next.value) as { counts: number[]; waits: number[] };
+      }),
+    );
+    const elapsed = performance.now() - started;
+    const counts = results.flatMap((result) => result.counts);
+    const total = counts.reduce((a, b) => a + b, 0);
+    return {
+      opsPerSecond: total / (elapsed / 1000),
+      ...percentiles(results.flatMap((result) => result.waits)),
+      spread: spreadOf(counts),
+    };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) {
+              resolve();
+              return;
+            }
+            child.once('exit', () => {
+              resolve();
+            });
+            child.stdin.end('exit\n');
+          }),
+      ),
+    );
+  }
+}
+
+/** Runs `measure` with worker pools, and stops every worker process after it. */
+async function withWorkers<T>(measure: (pools: WorkerPools) => Promise<T>): Promise<T> {
+  const pools = new WorkerPools();
+  try {
+    return await measure(pools);
+  } finally {
+    await pools.stop();
+  }
 }
 
 async function lockers(
@@ -430,14 +502,18 @@ async function onRedis(asyncMutexOneMs: Row | undefined): Promise<Section> {
     }
     await fresh();
     rows.push(
-      ...(await compare('8 workers over 4 processes, one key', CONTENDED_OURS, (library, retry) =>
-        processes(library, url, 'hot', 4, 2, retry),
+      ...(await withWorkers((pools) =>
+        compare('8 workers over 4 processes, one key', CONTENDED_OURS, (library, retry) =>
+          pools.run({ library, url, mode: 'hot', count: 4, perProcess: 2, retry }),
+        ),
       )),
     );
     await fresh();
     rows.push(
-      ...(await compare('4 processes, 1000 keys', ['disref'], (library, retry) =>
-        processes(library, url, 'spread', 4, 1, retry),
+      ...(await withWorkers((pools) =>
+        compare('4 processes, 1000 keys', ['disref'], (library, retry) =>
+          pools.run({ library, url, mode: 'spread', count: 4, perProcess: 1, retry }),
+        ),
       )),
     );
   } finally {
@@ -508,7 +584,16 @@ async function onMemcached(): Promise<Section> {
     rows.push({
       scenario: '8 workers over 4 processes, one key',
       library: label('disref-memcached'),
-      ...(await processes('disref-memcached', url, 'hot', 4, 2, 5)),
+      ...(await withWorkers((pools) =>
+        pools.run({
+          library: 'disref-memcached',
+          url,
+          mode: 'hot',
+          count: 4,
+          perProcess: 2,
+          retry: 5,
+        }),
+      )),
     });
   } finally {
     await server.stop();

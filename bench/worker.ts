@@ -1,11 +1,21 @@
 /**
- * One benchmark worker process: opens `lockers` connections, waits for "go"
- * on stdin, then for `durationMs` each connection takes the lock in a loop
- * (one hot key, or spread over 1000 keys) and finally prints, as JSON, the
- * completions per connection and every wait in ms.
+ * One benchmark worker process: opens `lockers` connections, warms up and
+ * prints "ready". Then, for each "go" line on stdin, each connection takes
+ * the lock in a loop for `durationMs` (one hot key, or spread over 1000 keys),
+ * and the process prints, as JSON, the completions per connection and every
+ * wait in ms. "exit" (or the end of stdin) closes the connections and ends it.
+ *
+ * The benchmark keeps a worker for every run of its configuration: a fresh
+ * process runs its lock code unoptimized at first, and V8 keeps compiling it
+ * for seconds at a few hundred locks per second, so short runs in fresh
+ * processes would measure start-up (most for the library with the most code),
+ * not a long-running service.
  */
 import { createInterface } from 'node:readline';
 import { makeLocker, type Library } from './peers.js';
+
+/** ms each process first takes locks of its own, before its first run. */
+const WARM_UP = 2_000;
 
 const [library, url, mode, lockersText, durationText, retryText] = process.argv.slice(2);
 const lockers = await Promise.all(
@@ -13,25 +23,39 @@ const lockers = await Promise.all(
     makeLocker(library as Library, url ?? '', Number(retryText)),
   ),
 );
-process.stdout.write('ready\n');
-await new Promise<void>((resolve) => {
-  createInterface({ input: process.stdin }).once('line', () => {
-    resolve();
-  });
-});
-const until = performance.now() + Number(durationText);
-const waits: number[] = [];
-const counts = await Promise.all(
-  lockers.map(async (locker) => {
-    let count = 0;
-    while (performance.now() < until) {
-      const key = mode === 'hot' ? 'hot' : `key-${String(Math.floor(Math.random() * 1000))}`;
-      waits.push(await locker.withLock(key, () => Promise.resolve()));
-      count += 1;
-    }
-    return count;
-  }),
+
+/** Every locker takes the lock in a loop until `until`; resolves completions per locker. */
+function loop(until: number, key: (index: number) => string, waits?: number[]): Promise<number[]> {
+  return Promise.all(
+    lockers.map(async (locker, index) => {
+      let count = 0;
+      while (performance.now() < until) {
+        const waited = await locker.withLock(key(index), () => Promise.resolve());
+        waits?.push(waited);
+        count += 1;
+      }
+      return count;
+    }),
+  );
+}
+
+// Locks of this process's own: contended by its own connections when it has several.
+await loop(performance.now() + WARM_UP, (index) =>
+  mode === 'hot'
+    ? `warm-up-${String(process.pid)}`
+    : `warm-up-${String(process.pid)}-${String(index)}`,
 );
+process.stdout.write('ready\n');
+
+for await (const line of createInterface({ input: process.stdin })) {
+  if (line !== 'go') break;
+  const waits: number[] = [];
+  const counts = await loop(
+    performance.now() + Number(durationText),
+    () => (mode === 'hot' ? 'hot' : `key-${String(Math.floor(Math.random() * 1000))}`),
+    waits,
+  );
+  process.stdout.write(`${JSON.stringify({ counts, waits })}\n`);
+}
 await Promise.all(lockers.map((locker) => locker.close()));
-process.stdout.write(`${JSON.stringify({ counts, waits })}\n`);
 process.exit(0);

@@ -116,6 +116,29 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     );
   });
 
+  it("acquire replies with the namespace's epoch only to a caller that does not know it", async () => {
+    const { namespace } = await backend();
+    const { connection } = connectionForClient(admin, 'client');
+    const keys = lockKeys(namespace, 'epoch');
+    const acquire = (owner: string, known: string): Promise<unknown> =>
+      runScript(
+        connection,
+        luaScripts().acquire,
+        [keys.lock, keys.queue, keys.fence, markerKey(namespace)],
+        [owner, 'exclusive', '10000', '1', '0', '5000', known, '60000', '600000', keys.channel, '', ''],
+      );
+    const epoch = await admin.hget(markerKey(namespace), 'epoch');
+    assert.ok(epoch !== null && epoch !== '');
+    const [granted, fence, told] = (await acquire('s:a', '')) as [number, number, string];
+    assert.deepEqual([granted, told], [1, epoch], 'a newcomer is told the epoch');
+    assert.ok(fence > 0);
+    const denied = (await acquire('s:b', epoch)) as unknown[];
+    assert.equal(denied.length, 2, 'a caller that knows it is not told again');
+    assert.equal(denied[0], 0);
+    const stale = (await acquire('s:c', 'an-older-epoch')) as unknown[];
+    assert.equal(stale[2], epoch, 'a caller that knew another one is told the current one');
+  });
+
   it('treats an entry expiring at the current server time as expired (acquire, extend, release)', async () => {
     const { backend: b, namespace } = await backend();
     const keys = lockKeys(namespace, 'k');
