@@ -125,7 +125,20 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
         connection,
         luaScripts().acquire,
         [keys.lock, keys.queue, keys.fence, markerKey(namespace)],
-        [owner, 'exclusive', '10000', '1', '0', '5000', known, '60000', '600000', keys.channel, '', ''],
+        [
+          owner,
+          'exclusive',
+          '10000',
+          '1',
+          '0',
+          '5000',
+          known,
+          '60000',
+          '600000',
+          keys.channel,
+          '',
+          '',
+        ],
       );
     const epoch = await admin.hget(markerKey(namespace), 'epoch');
     assert.ok(epoch !== null && epoch !== '');
