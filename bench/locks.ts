@@ -703,6 +703,8 @@ function markdownReport(sections: readonly Section[]): string {
     'a script takes the lock or queues, the release script pops the next waiter and PUBLISHes the grant to',
     'its connection; no fence, lease renewal, crash recovery or quarantine. Every hand-off pays that script',
     "and that message on the critical path, so on one contended key it is the ceiling of disref's design.",
+    'The worker processes of the multi-process rows are started once per contender, warmed up for 2 s',
+    '(V8 compiles lock code for seconds), and kept for all its runs.',
     '',
     '![disref and peers](benchmarks.svg)',
     '',
