@@ -6,12 +6,12 @@ documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 local checked_markers = {}
 
 -- A recreated marker takes the random part of the owner token as its epoch
--- (owner tokens are '<session>:<random>'): random and unique already.
+-- (includes/hand-off.lua owner_parts): random and unique already.
 local function checked_marker(marker_key, now, argv)
   local known, memo = argv[7], marker_key .. ' ' .. argv[7]
   local checked = checked_markers[memo]
   if checked == nil then
-    local candidate = string.match(argv[1], '[^:]*$')
+    local _, candidate = owner_parts(argv[1])
     if argv[12] == '' then
       checked = { check_marker(marker_key, now, known, candidate, tonumber(argv[8])) }
     else

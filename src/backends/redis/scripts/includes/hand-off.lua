@@ -11,12 +11,18 @@ round trip. Returns how many were
 granted. Waiters registered before waiter entries carried a ttl are left to
 take the lock themselves.
 ]]
+-- Owner tokens are '<session>:<random>' (keys.ts grantChannel splits them the
+-- same way): owner_parts(owner) -> session, random.
+local function owner_parts(owner)
+  local session, random = string.match(owner, '^(.*):([^:]*)$')
+  return session or owner, random or owner
+end
+
 -- A grant goes to the waiter's process only: on the lock's channel suffixed
--- with the owner's session (owner tokens are '<session>:<random>'; keys.ts
--- grantChannel derives it the same way), so the other processes waiting on
--- the lock are not woken for nothing.
+-- with the owner's session, so the other processes waiting on the lock are
+-- not woken for nothing.
 local function publish_grant(channel, owner, fence)
-  local session = string.match(owner, '^(.*):[^:]*$') or owner
+  local session = owner_parts(owner)
   publish(channel .. ':' .. session, 'granted ' .. owner .. ' ' .. fmt(fence))
 end
 
