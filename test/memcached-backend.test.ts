@@ -105,13 +105,14 @@ describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, ()
       const b = await join();
 
       await victim.stop();
+      // One at a time: a call started early could fail before anyone awaits it.
       for (const attempt of [
-        a.lock(lost).tryAcquire(),
-        held.extend(),
-        a.lock(lost).acquire({ timeout: 5_000 }),
-        a.backend.inspect(lost),
+        () => a.lock(lost).tryAcquire(),
+        () => held.extend(),
+        () => a.lock(lost).acquire({ timeout: 5_000 }),
+        () => a.backend.inspect(lost),
       ]) {
-        const { ms, error } = await timed(attempt);
+        const { ms, error } = await timed(attempt());
         assert.ok(error instanceof BackendError, `expected a BackendError, got ${String(error)}`);
         assert.equal(error.address, victim.address);
         assert.equal(error.key, lost);

@@ -74,6 +74,11 @@ export class Connection {
         new MemcachedServerError(address, `connection failed: ${error.message}`, { cause: error }),
       );
     });
+    // The server's FIN: fail now, not at 'close', so the pool stops handing out a
+    // connection whose writes would fail with EPIPE in between.
+    socket.on('end', () => {
+      this.fail(new MemcachedServerError(address, 'connection closed by the server'));
+    });
     socket.on('close', () => {
       this.fail(new MemcachedServerError(address, 'connection closed by the server'));
     });
