@@ -230,6 +230,41 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     }
   });
 
+  it('every grant continues a fence key that is ahead of the clock; a foreign string there is refused and put back', async () => {
+    const { backend: b, namespace } = await backend();
+    const { fence } = lockKeys(namespace, 'k');
+    const last = (await serverMs()) * 1000 + 5_000_000_000;
+    await admin.set(fence, String(last));
+    const fenceNow = async (): Promise<number> => Number(await admin.get(fence));
+    // Each way a grant is made: a free lock (fast path), the release's hand-off
+    // to an exclusive waiter, a reader joining a reader (full path), and the
+    // hand-off a release makes after reading the whole state.
+    const first = await b.acquire(request('a'));
+    assert.ok(first.granted && first.fence === last + 1);
+    assert.equal((await b.acquire(request('b', { wait: true }))).granted, false);
+    await b.release('k', 'a');
+    assert.equal(await fenceNow(), last + 2, 'handed to b');
+    await b.release('k', 'b');
+    const reader = await b.acquire(request('c', { mode: 'shared' }));
+    assert.ok(reader.granted && reader.fence === last + 3);
+    const joined = await b.acquire(request('d', { mode: 'shared' }));
+    assert.ok(joined.granted && joined.fence === last + 4);
+    assert.equal((await b.acquire(request('e', { wait: true }))).granted, false);
+    await b.release('k', 'c');
+    assert.equal(await fenceNow(), last + 4, 'd still reads');
+    await b.release('k', 'd');
+    assert.equal(await fenceNow(), last + 5, 'handed to e');
+    await b.release('k', 'e');
+
+    await admin.set(fence, 'not-a-fence', 'PX', 60_000);
+    await assert.rejects(b.acquire(request('d')), (error: unknown) => {
+      assert.ok(error instanceof BackendError, String(error));
+      assert.match(error.message, /holds "not-a-fence", not a fence/);
+      return true;
+    });
+    assert.equal(await admin.get(fence), 'not-a-fence', 'left as it was found');
+    assert.equal(await admin.exists(lockKeys(namespace, 'k').lock), 0, 'and nothing granted');
+  });
   it('queues fair waiters in order, hands a release to the head, and skips a waiter that stopped renewing', async () => {
     const { backend: b, namespace } = await backend();
     const keys = lockKeys(namespace, 'k');

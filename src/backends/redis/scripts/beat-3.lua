@@ -18,7 +18,8 @@ ARGV[5]  mode:
 ARGV[6]  host, ARGV[7] pid (recorded with 'first' and 'heartbeat')
 ARGV[8]  maxTtl: longest lease any process may hold, in ms
 
-Returns {alive, epoch, created}: alive is 1 when recorded, 0 when refused
+Returns {alive, epoch, created} (an error, with 'first', when the server runs
+Redis older than 6.2): alive is 1 when recorded, 0 when refused
 (the process must take a new identity); epoch is the namespace's epoch;
 created is the marker's 'created' (server ms, 0 when unknown), which Redis
 Cluster passes to acquire-4.lua for its per-slot markers.
@@ -28,6 +29,14 @@ Cluster passes to acquire-4.lua for its per-slot markers.
 
 local processes_key, process_key, marker_key = KEYS[1], KEYS[2], KEYS[3]
 local process_id, ttl, mode = ARGV[1], tonumber(ARGV[2]), ARGV[5]
+-- Grants write fences with SET ... GET (includes/lock-state.lua), new in Redis
+-- 6.2: an older server is refused when a process registers, with its version.
+if mode == 'first' then
+  local major, minor = string.match(redis.call('INFO', 'server'), 'redis_version:(%d+)%.(%d+)')
+  if major and (tonumber(major) < 6 or (tonumber(major) == 6 and tonumber(minor) < 2)) then
+    return redis.error_reply('ERR disref: needs Redis 6.2 or later; this server runs ' .. major .. '.' .. minor)
+  end
+end
 local now = now_ms()
 local epoch, _, created = check_marker(marker_key, now, ARGV[3], ARGV[4], tonumber(ARGV[8]))
 

@@ -52,9 +52,8 @@ local function acquire_lock(keys, argv, now)
   -- with its last waiter, and the lock hash lives at least as long), so the
   -- lock is granted without reading its state.
   if redis.call('EXISTS', lock_key, queue_key) == 0 then
-    local fence = next_fence(fence_key, now)
-    local fence_text, expires_text = fmt(fence), fmt(now + ttl)
-    redis.call('SET', fence_key, fence_text, 'PX', argv[9])
+    local fence, fence_text = grant_fence(fence_key, now, argv[9])
+    local expires_text = fmt(now + ttl)
     if original_key ~= '' then
       redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fence_text .. ' ' .. expires_text, 'key', original_key)
     else
@@ -148,10 +147,9 @@ local function acquire_lock(keys, argv, now)
     redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
     redis.call('ZREM', queue_key, owner)
     remember_name()
-    local fence = next_fence(fence_key, now)
-    redis.call('SET', fence_key, fmt(fence), 'PX', argv[9])
-    state.holders[owner] = { mode = mode, fence = fmt(fence), expires = now + ttl }
-    redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fmt(fence) .. ' ' .. fmt(now + ttl))
+    local fence, fence_text = grant_fence(fence_key, now, argv[9])
+    state.holders[owner] = { mode = mode, fence = fence_text, expires = now + ttl }
+    redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fence_text .. ' ' .. fmt(now + ttl))
     save_expiry(state, lock_key, queue_key)
     if was_queued and mode == 'shared' and #state.queue > 1 then
       publish(channel, 'granted')

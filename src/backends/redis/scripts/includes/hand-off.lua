@@ -21,9 +21,9 @@ end
 -- A grant goes to the waiter's process only: on the lock's channel suffixed
 -- with the owner's session, so the other processes waiting on the lock are
 -- not woken for nothing.
-local function publish_grant(channel, owner, fence)
+local function publish_grant(channel, owner, fence_text)
   local session = owner_parts(owner)
-  publish(channel .. ':' .. session, 'granted ' .. owner .. ' ' .. fmt(fence))
+  publish(channel .. ':' .. session, 'granted ' .. owner .. ' ' .. fence_text)
 end
 
 local function hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, channel)
@@ -46,12 +46,11 @@ local function hand_off(state, lock_key, queue_key, fence_key, now, fence_ttl, c
     state.waiting[head] = nil
     redis.call('HDEL', lock_key, 'w:' .. head)
     redis.call('ZREM', queue_key, head)
-    local fence = next_fence(fence_key, now)
-    redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
+    local _, fence_text = grant_fence(fence_key, now, fence_ttl)
     local expires = now + waiter.ttl
-    state.holders[head] = { mode = waiter.mode, fence = fmt(fence), expires = expires }
-    redis.call('HSET', lock_key, 'h:' .. head, waiter.mode .. ' ' .. fmt(fence) .. ' ' .. fmt(expires))
-    publish_grant(channel, head, fence)
+    state.holders[head] = { mode = waiter.mode, fence = fence_text, expires = expires }
+    redis.call('HSET', lock_key, 'h:' .. head, waiter.mode .. ' ' .. fence_text .. ' ' .. fmt(expires))
+    publish_grant(channel, head, fence_text)
     granted = granted + 1
   end
   return granted

@@ -22,17 +22,28 @@ read_lock(lock_key, queue_key, now) -> state, deleting expired entries:
   state.pruned   true when an expired holder or fair waiter was removed
 save_expiry(state, lock_key, queue_key) makes each key live exactly as long
 as its latest entry (call after changing entries and the state tables).
-next_fence(fence_key, now) -> max(last fence + 1, now * 1000); raises an
-  'ERR disref:' error when the fence key holds anything but a whole number
-  below 2^53 (a fence past exact doubles could repeat).
+grant_fence(fence_key, now, fence_ttl) -> fence, fence as text: the next
+  fence, max(last fence + 1, now * 1000), written to the fence key (kept
+  fence_ttl ms) by one SET ... GET in the common case where now * 1000 is the
+  larger. Raises an 'ERR disref:' error when the fence key holds anything but
+  a whole number below 2^53 (a fence past exact doubles could repeat); a
+  string found there is put back (its value; not its expiry), and SET ... GET
+  leaves any other type untouched (WRONGTYPE).
 ]]
-local function next_fence(fence_key, now)
-  local stored = redis.call('GET', fence_key)
+local function grant_fence(fence_key, now, fence_ttl)
+  local candidate, candidate_text = now * 1000, fmt(now * 1000)
+  local stored = redis.call('SET', fence_key, candidate_text, 'PX', fence_ttl, 'GET')
   local last = tonumber(stored or '0')
   if last == nil or last < 0 or last ~= math.floor(last) or last >= 9007199254740991 then
+    redis.call('SET', fence_key, stored)
     error({ err = 'ERR disref: fence key ' .. fence_key .. ' holds ' .. string.format('%q', string.sub(stored, 1, 40)) .. ', not a fence' })
   end
-  return math.max(last + 1, now * 1000)
+  if last < candidate then
+    return candidate, candidate_text
+  end
+  local fence_text = fmt(last + 1)
+  redis.call('SET', fence_key, fence_text, 'PX', fence_ttl)
+  return last + 1, fence_text
 end
 
 local function read_lock(lock_key, queue_key, now)

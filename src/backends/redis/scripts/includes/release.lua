@@ -26,14 +26,13 @@ local function release_lock(keys, argv, now)
         if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and waiter_ttl then
           redis.call('HDEL', lock_key, 'h:' .. owner, 'w:' .. head)
           redis.call('ZREM', queue_key, head)
-          local fence = next_fence(fence_key, now)
-          redis.call('SET', fence_key, fmt(fence), 'PX', fence_ttl)
-          redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fmt(fence) .. ' ' .. fmt(now + waiter_ttl))
+          local _, fence_text = grant_fence(fence_key, now, fence_ttl)
+          redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fence_text .. ' ' .. fmt(now + waiter_ttl))
           -- The hash lives as long as its latest entry: at least as long as the new lease.
           if redis.call('PTTL', lock_key) < waiter_ttl then
             redis.call('PEXPIRE', lock_key, waiter_ttl)
           end
-          publish_grant(channel, head, fence)
+          publish_grant(channel, head, fence_text)
           return 1
         end
       end
