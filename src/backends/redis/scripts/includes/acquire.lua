@@ -1,15 +1,20 @@
 --[[ Fragment: acquire_lock(keys, argv, now), the body of acquire-4.lua (KEYS and ARGV
 documented there) as a function batch-n.lua can call; `now` as in batch-n.lua.
 ]]
--- The marker as checked by this call of the script, by marker key and known
--- epoch: the acquires of one batch (all in one namespace) read it once.
+-- The marker as checked by this call of the script, by marker key, then by
+-- known epoch: the acquires of one batch (all in one namespace) read it once.
 local checked_markers = {}
 
 -- A recreated marker takes the random part of the owner token as its epoch
 -- (includes/hand-off.lua owner_parts): random and unique already.
 local function checked_marker(marker_key, now, argv)
-  local known, memo = argv[7], marker_key .. ' ' .. argv[7]
-  local checked = checked_markers[memo]
+  local known = argv[7]
+  local by_known = checked_markers[marker_key]
+  if by_known == nil then
+    by_known = {}
+    checked_markers[marker_key] = by_known
+  end
+  local checked = by_known[known]
   if checked == nil then
     local _, candidate = owner_parts(argv[1])
     if argv[12] == '' then
@@ -17,7 +22,7 @@ local function checked_marker(marker_key, now, argv)
     else
       checked = { check_slot_marker(marker_key, now, known, candidate, tonumber(argv[8]), tonumber(argv[12])) }
     end
-    checked_markers[memo] = checked
+    by_known[known] = checked
   end
   return checked[1], checked[2]
 end
@@ -30,18 +35,18 @@ local function acquire_reply(granted, value, epoch, known)
   return { granted, value, epoch }
 end
 
+-- Called whenever an entry is written: the hash of a hashed key says which key it is.
+local function remember_name(lock_key, original_key)
+  if original_key ~= '' then
+    redis.call('HSET', lock_key, 'key', original_key)
+  end
+end
+
 local function acquire_lock(keys, argv, now)
   local lock_key, queue_key, fence_key, marker_key = keys[1], keys[2], keys[3], keys[4]
   local owner, mode = argv[1], argv[2]
   local ttl, fair, wait, waiter_ttl = tonumber(argv[3]), argv[4] == '1', argv[5] == '1', tonumber(argv[6])
   local channel, original_key = argv[10], argv[11]
-
-  -- Called whenever an entry is written: the hash of a hashed key says which key it is.
-  local function remember_name()
-    if original_key ~= '' then
-      redis.call('HSET', lock_key, 'key', original_key)
-    end
-  end
 
   local epoch, quarantine = checked_marker(marker_key, now, argv)
   if quarantine > now then
@@ -77,7 +82,7 @@ local function acquire_lock(keys, argv, now)
           local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
           redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
           redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
-          remember_name()
+          remember_name(lock_key, original_key)
           -- Each key lives as long as its latest entry: at least as long as this one.
           if redis.call('PTTL', lock_key) < waiter_ttl then
             redis.call('PEXPIRE', lock_key, waiter_ttl)
@@ -146,7 +151,7 @@ local function acquire_lock(keys, argv, now)
     state.pending[owner] = nil
     redis.call('HDEL', lock_key, 'w:' .. owner, 'p:' .. owner)
     redis.call('ZREM', queue_key, owner)
-    remember_name()
+    remember_name(lock_key, original_key)
     local fence, fence_text = grant_fence(fence_key, now, argv[9])
     state.holders[owner] = { mode = mode, fence = fence_text, expires = now + ttl }
     redis.call('HSET', lock_key, 'h:' .. owner, mode .. ' ' .. fence_text .. ' ' .. fmt(now + ttl))
@@ -176,7 +181,7 @@ local function acquire_lock(keys, argv, now)
       redis.call('HSET', lock_key, 'p:' .. owner, fmt(expires))
     end
     if state.waiting[owner] or state.pending[owner] then
-      remember_name()
+      remember_name(lock_key, original_key)
     end
     save_expiry(state, lock_key, queue_key)
   end
