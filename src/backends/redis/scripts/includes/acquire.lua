@@ -70,13 +70,18 @@ local function acquire_lock(keys, argv, now)
 
   -- Fast denial: a fair exclusive request, new to this lock, behind a live
   -- exclusive waiter at the head of the queue, cannot be granted whoever holds
-  -- the lock; it joins the tail without the whole state being read.
-  if mode == 'exclusive' and fair and redis.call('EXISTS', lock_key) == 1 then
+  -- the lock; it joins the tail without the whole state being read. (A queue
+  -- without its lock hash cannot happen unless edited by hand: the head's
+  -- entry then reads as missing, and the full path below sorts it out.)
+  if mode == 'exclusive' and fair then
     local head = redis.call('ZRANGE', queue_key, 0, 0)[1]
     if head and head ~= owner then
       local entries = redis.call('HMGET', lock_key, 'w:' .. head, 'h:' .. owner, 'w:' .. owner, 'p:' .. owner)
       local waiter_mode, waiter_expires = string.match(entries[1] or '', '^(%S+) (%S+)')
       if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and not (entries[2] or entries[3] or entries[4]) then
+        -- The lock hash lives as long as its latest entry: its holder's lease
+        -- ends by then, so that is when to retry at the latest.
+        local lock_ttl = redis.call('PTTL', lock_key)
         if wait then
           local expires = now + waiter_ttl
           local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
@@ -84,14 +89,15 @@ local function acquire_lock(keys, argv, now)
           redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
           remember_name(lock_key, original_key)
           -- Each key lives as long as its latest entry: at least as long as this one.
-          if redis.call('PTTL', lock_key) < waiter_ttl then
+          if lock_ttl < waiter_ttl then
             redis.call('PEXPIRE', lock_key, waiter_ttl)
+            lock_ttl = waiter_ttl
           end
           if redis.call('PTTL', queue_key) < waiter_ttl then
             redis.call('PEXPIRE', queue_key, waiter_ttl)
           end
         end
-        return acquire_reply(0, math.max(1, redis.call('PTTL', lock_key)), epoch, argv[7])
+        return acquire_reply(0, math.max(1, lock_ttl), epoch, argv[7])
       end
     end
   end
