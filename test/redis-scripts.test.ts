@@ -265,6 +265,7 @@ describe('redis scripts', { skip: !requireServers && unavailable }, () => {
     assert.equal(await admin.get(fence), 'not-a-fence', 'left as it was found');
     assert.equal(await admin.exists(lockKeys(namespace, 'k').lock), 0, 'and nothing granted');
   });
+
   it('queues fair waiters in order, hands a release to the head, and skips a waiter that stopped renewing', async () => {
     const { backend: b, namespace } = await backend();
     const keys = lockKeys(namespace, 'k');
