@@ -81,21 +81,17 @@ local function acquire_lock(keys, argv, now)
       if waiter_mode == 'exclusive' and tonumber(waiter_expires) > now and not (entries[2] or entries[3] or entries[4]) then
         -- The lock hash lives as long as its latest entry: its holder's lease
         -- ends by then, so that is when to retry at the latest.
-        local lock_ttl = redis.call('PTTL', lock_key)
+        local lock_ttl
         if wait then
           local expires = now + waiter_ttl
           local last = redis.call('ZRANGE', queue_key, -1, -1, 'WITHSCORES')
           redis.call('ZADD', queue_key, (tonumber(last[2]) or 0) + 1, owner)
           redis.call('HSET', lock_key, 'w:' .. owner, mode .. ' ' .. fmt(expires) .. ' ' .. fmt(ttl))
           remember_name(lock_key, original_key)
-          -- Each key lives as long as its latest entry: at least as long as this one.
-          if lock_ttl < waiter_ttl then
-            redis.call('PEXPIRE', lock_key, waiter_ttl)
-            lock_ttl = waiter_ttl
-          end
-          if redis.call('PTTL', queue_key) < waiter_ttl then
-            redis.call('PEXPIRE', queue_key, waiter_ttl)
-          end
+          lock_ttl = live_at_least(lock_key, waiter_ttl)
+          live_at_least(queue_key, waiter_ttl)
+        else
+          lock_ttl = redis.call('PTTL', lock_key)
         end
         return acquire_reply(0, math.max(1, lock_ttl), epoch, argv[7])
       end

@@ -14,8 +14,6 @@ local function extend_lock(keys, argv, now)
     return 0
   end
   redis.call('HSET', lock_key, field, mode .. ' ' .. fence .. ' ' .. fmt(now + ttl))
-  if redis.call('PTTL', lock_key) < ttl then
-    redis.call('PEXPIRE', lock_key, ttl)
-  end
+  live_at_least(lock_key, ttl)
   return 1
 end

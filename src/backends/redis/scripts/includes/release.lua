@@ -29,9 +29,7 @@ local function release_lock(keys, argv, now)
           local _, fence_text = grant_fence(fence_key, now, fence_ttl)
           redis.call('HSET', lock_key, 'h:' .. head, 'exclusive ' .. fence_text .. ' ' .. fmt(now + waiter_ttl))
           -- The hash lives as long as its latest entry: at least as long as the new lease.
-          if redis.call('PTTL', lock_key) < waiter_ttl then
-            redis.call('PEXPIRE', lock_key, waiter_ttl)
-          end
+          live_at_least(lock_key, waiter_ttl)
           publish_grant(channel, head, fence_text)
           return 1
         end
