@@ -322,6 +322,23 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     assert.deepEqual(await channels(), [], 'all unsubscribed');
   });
 
+  it('opens no wake-up connection for a subscription that close() overtook', async () => {
+    const namespace = await freshNamespace();
+    const disref = await make(namespace);
+    const before = await clientCount(admin);
+    // Asked for, then closed in the same tick: the subscription is still on its way.
+    const subscribing = disref.backend
+      .onRelease('k', () => undefined)
+      .catch((error: unknown) => error);
+    await disref.backend.close();
+    const outcome = await subscribing;
+    assert.ok(outcome instanceof BackendError, String(outcome));
+    assert.match(outcome.message, /closed/);
+    assert.doesNotMatch(outcome.message, /reachable/, 'says it was closed, not that Redis is down');
+    await sleep(300); // a connection opened after close() would show by now
+    assert.equal(await clientCount(admin), before - 1, 'only the closed connection is gone');
+  });
+
   it('leaves no sockets or timers behind after close()', async () => {
     const namespace = await freshNamespace();
     const sockets = (): number =>

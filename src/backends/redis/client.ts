@@ -308,9 +308,20 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
       const subscriber = client.duplicate();
       // node-redis throws an unhandled 'error' event; failures reach callers through commands.
       subscriber.on('error', () => undefined);
+      let closed = false;
+      const isClosed = (): boolean => closed; // read afresh after each wait
+      const drop = async (): Promise<void> => {
+        try {
+          if (subscriber.destroy !== undefined) subscriber.destroy.call(subscriber);
+          else await subscriber.disconnect?.call(subscriber);
+        } catch {
+          // Already closed.
+        }
+      };
       // Connected on first use; a failed attempt (a client without reconnection) is retried then.
       let connecting: Promise<unknown> | undefined;
-      const ready = (): Promise<unknown> => {
+      const ready = async (): Promise<void> => {
+        if (isClosed()) throw new Error('the wake-up connection is closed');
         if (connecting === undefined) {
           const attempt = subscriber.connect();
           connecting = attempt;
@@ -318,7 +329,8 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
             if (connecting === attempt) connecting = undefined;
           });
         }
-        return connecting;
+        await connecting;
+        if (isClosed()) throw new Error('the wake-up connection was closed while connecting');
       };
       return {
         subscribe: async (channel, onMessage) => {
@@ -332,6 +344,10 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
           await subscriber.unsubscribe(channel);
         },
         close: async () => {
+          closed = true;
+          // node-redis completes an attempt under way at close() (its socket was not
+          // made yet, so nothing was there to close) and keeps it open: drop it once made.
+          connecting?.then(drop, () => undefined);
           const graceful = subscriber.close ?? subscriber.quit;
           try {
             if (graceful !== undefined) {
@@ -340,12 +356,7 @@ function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
           } catch {
             // Not connected, or the server is gone: drop the socket below.
           }
-          try {
-            if (subscriber.destroy !== undefined) subscriber.destroy.call(subscriber);
-            else await subscriber.disconnect?.call(subscriber);
-          } catch {
-            // Already closed.
-          }
+          await drop();
         },
       };
     },

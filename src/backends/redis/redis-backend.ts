@@ -267,6 +267,8 @@ export class RedisBackend implements Backend, ReferenceOperations {
     this.assertOpen(key);
     const channels = this.wakeupChannels(key, owner);
     const listening = this.connect().then(async (connection) => {
+      // close() may have come meanwhile: opening wake-ups now would outlive it.
+      this.assertOpen(key);
       const wakeups = (this.wakeups ??= new Wakeups(() => connection.openSubscriber()));
       const outcomes = await Promise.allSettled(
         channels.map((channel) => wakeups.listen(channel, listener)),
@@ -294,6 +296,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
         },
         () => undefined,
       );
+      if (this.closed) throw this.closedError(key);
       throw this.failure('subscribing to wake-ups failed', error, key);
     }
   }
@@ -559,15 +562,17 @@ export class RedisBackend implements Backend, ReferenceOperations {
   }
 
   private assertOpen(key: string | undefined): void {
-    if (this.closed) {
-      throw new BackendError(
-        this.address,
-        'this backend is closed; create a new one with connect()',
-        {
-          ...(key === undefined ? {} : { key }),
-        },
-      );
-    }
+    if (this.closed) throw this.closedError(key);
+  }
+
+  private closedError(key: string | undefined): BackendError {
+    return new BackendError(
+      this.address,
+      'this backend is closed; create a new one with connect()',
+      {
+        ...(key === undefined ? {} : { key }),
+      },
+    );
   }
 
   private expectArray(reply: unknown, minLength: number, key: string): unknown[] {

@@ -36,6 +36,7 @@ export class Wakeups {
   private readonly channels = new Map<string, Channel>();
   /** Per channel, the last SUBSCRIBE / UNSUBSCRIBE sent, so they reach the server in order. */
   private readonly tails = new Map<string, Promise<void>>();
+  private closed = false;
 
   /** `open` makes the subscriber connection, on first use. */
   constructor(open: () => RedisSubscriber) {
@@ -94,8 +95,12 @@ export class Wakeups {
     return this.channels.get(channel)?.live === true;
   }
 
-  /** Closes the subscriber connection; later calls to `listen` open a new one. */
+  /**
+   * Closes the subscriber connection for good: a subscription still queued
+   * fails instead of opening a new connection that nobody would close.
+   */
   async close(): Promise<void> {
+    this.closed = true;
     const subscriber = this.subscriber;
     this.subscriber = undefined;
     for (const entry of this.channels.values()) clearTimeout(entry.linger);
@@ -152,6 +157,7 @@ export class Wakeups {
   }
 
   private connection(): RedisSubscriber {
+    if (this.closed) throw new Error('wake-ups are closed');
     this.subscriber ??= this.open();
     return this.subscriber;
   }
