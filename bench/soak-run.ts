@@ -443,7 +443,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       processTtl: 15_000,
       census: process.env.DISREF_SOAK_CENSUS !== '0',
     };
-    const before = await store?.sample(0);
+    const before = store === undefined ? undefined : await settledSample(store);
     const processes = store === undefined ? 1 : resolved.workers;
     for (let index = 0; index < processes; index++) {
       workers.push(startWorker(config, log, index));
@@ -687,4 +687,20 @@ function summarize(
 
 export function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/**
+ * A server sample once its connection count holds still: a connection closed
+ * just before (the namespace marker's, the start-up probe's) is counted until
+ * the server notices, and would make the run look as if it closed one.
+ */
+async function settledSample(store: Store): Promise<ServerSample> {
+  let sample = await store.sample(0);
+  for (let i = 0; i < 20; i++) {
+    await sleep(100);
+    const next = await store.sample(0);
+    if (next.connections === sample.connections) return next;
+    sample = next;
+  }
+  return sample;
 }

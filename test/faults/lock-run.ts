@@ -144,7 +144,12 @@ export class LockRun {
     const workers = [...this.workers.values()];
     for (const { child } of workers) child.stdin.write('stop\n');
     const all = Promise.all(workers.map(({ exited }) => exited));
-    const late = await Promise.race([all.then(() => false), sleep(timeout).then(() => true)]);
+    const raceOver = new AbortController(); // the timer must not outlive the race it lost
+    const late = await Promise.race([
+      all.then(() => false),
+      sleep(timeout, true, { signal: raceOver.signal }).catch(() => false),
+    ]);
+    raceOver.abort();
     for (const { child } of workers) if (child.exitCode === null) child.kill('SIGKILL');
     this.workers.clear();
     if (late) throw new Error(`workers did not stop within ${String(timeout)} ms`);
