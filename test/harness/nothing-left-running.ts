@@ -5,6 +5,8 @@
  * naming each one. Without this, a leaked handle (say a client left
  * reconnecting to a stopped server) hangs the whole run with no word of
  * which file or what; `--test-force-exit` then ends the process.
+ * This hook runs before a file's own top-level `after` hooks, so a file
+ * stops its servers in the `after` of a `describe`, as every file here does.
  */
 import { relative } from 'node:path';
 import { after } from 'node:test';
