@@ -39,11 +39,10 @@ function loop(until: number, key: (index: number) => string, waits?: number[]): 
   );
 }
 
-// Locks of this process's own: contended by its own connections when it has several.
+// The keys the runs will take: on the hot key, the processes of a pool warm up
+// together, so the code of hand-offs between processes is compiled too.
 await loop(performance.now() + WARM_UP, (index) =>
-  mode === 'hot'
-    ? `warm-up-${String(process.pid)}`
-    : `warm-up-${String(process.pid)}-${String(index)}`,
+  mode === 'hot' ? 'hot' : `warm-up-${String(process.pid)}-${String(index)}`,
 );
 process.stdout.write('ready\n');
 
