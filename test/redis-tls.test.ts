@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '@redis/client';
 import { Redis } from 'ioredis';
 import { BackendError, connect } from '../src/index.js';
+import { BlackholeProxy } from './faults/blackhole-proxy.js';
 import { findBinary, makeTlsFiles, RedisServer, redisUnavailable } from './harness/servers.js';
 import { markNamespaceFresh } from './harness/targets.js';
 
@@ -82,35 +82,35 @@ describe('redis over TLS (rediss://)', { skip: !requireServers && unavailable },
 
   // node-redis completes a connection attempt that was under way when the client was
   // closed, and keeps it open. Over TLS the attempt lasts until the server's side of
-  // the handshake arrives: a relay holds that back, so close() lands there on purpose.
+  // the handshake arrives: a proxy holds new connections, so close() lands there on purpose.
   for (const library of ['node-redis', 'ioredis'] as const) {
     it(`drops a ${library} wake-up connection that was still connecting when close() came`, async () => {
       const ca = readFileSync(server.tls?.ca ?? '');
-      const relay = await handshakeHoldingRelay(server.port);
+      const proxy = await BlackholeProxy.start(server.port);
       const admin = new Redis({ host: '127.0.0.1', port: server.port, tls: { ca } });
-      // The relay's first connection (the user's client) passes freely.
       const user =
         library === 'node-redis'
           ? await createClient({
-              url: `rediss://127.0.0.1:${String(relay.port)}`,
+              url: `rediss://127.0.0.1:${String(proxy.port)}`,
               socket: { tls: true, ca },
             })
               .on('error', () => undefined)
               .connect()
-          : new Redis({ host: '127.0.0.1', port: relay.port, tls: { ca } });
+          : new Redis({ host: '127.0.0.1', port: proxy.port, tls: { ca } });
       try {
         const clients = async (): Promise<number> =>
           String(await admin.client('LIST'))
             .trim()
             .split('\n').length;
-        const disref = await connect({ redis: user, namespace });
+        const disref = await connect({ redis: user, namespace }); // the user's client is connected
         const before = await clients(); // admin and the user's client
+        proxy.holdNewConnections();
         const subscribing = disref.backend
           .onRelease('k', () => undefined)
           .catch((error: unknown) => error);
-        await relay.held(); // the wake-up connection waits in its TLS handshake
+        while (proxy.held === 0) await sleep(5); // the wake-up connection waits in its handshake
         await disref.close();
-        relay.release();
+        proxy.heal();
         const outcome = await subscribing;
         assert.ok(outcome instanceof BackendError, `subscribing after close: ${String(outcome)}`);
         await sleep(300); // a connection finished after close() would show by now
@@ -119,65 +119,8 @@ describe('redis over TLS (rediss://)', { skip: !requireServers && unavailable },
         if (user instanceof Redis) user.disconnect();
         else await user.close();
         admin.disconnect();
-        relay.close();
+        await proxy.close();
       }
     });
   }
 });
-
-/**
- * A TCP relay to `port` on loopback. Its first connection passes freely; on
- * later ones the server's bytes are held back until `release()`, so a TLS
- * client stays mid-handshake.
- */
-async function handshakeHoldingRelay(port: number): Promise<{
-  port: number;
-  held(): Promise<void>;
-  release(): void;
-  close(): void;
-}> {
-  const sockets = new Set<Socket>();
-  const holding: (() => void)[] = [];
-  let released = false;
-  let connections = 0;
-  let onHeld: (() => void) | undefined;
-  const relay = createServer((inbound) => {
-    const outbound = createConnection({ host: '127.0.0.1', port });
-    for (const [socket, peer] of [
-      [inbound, outbound],
-      [outbound, inbound],
-    ] as const) {
-      sockets.add(socket);
-      socket.on('error', () => peer.destroy());
-      socket.on('close', () => {
-        peer.destroy();
-        sockets.delete(socket);
-      });
-    }
-    inbound.pipe(outbound);
-    const passReplies = (): void => {
-      outbound.pipe(inbound);
-    };
-    connections += 1;
-    if (connections === 1 || released) {
-      passReplies();
-    } else {
-      holding.push(passReplies);
-      onHeld?.();
-    }
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (relay.address() as AddressInfo).port,
-    held: () =>
-      holding.length > 0 ? Promise.resolve() : new Promise((resolve) => (onHeld = resolve)),
-    release: () => {
-      released = true;
-      for (const passReplies of holding.splice(0)) passReplies();
-    },
-    close: () => {
-      relay.close();
-      for (const socket of sockets) socket.destroy();
-    },
-  };
-}

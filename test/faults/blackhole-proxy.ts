@@ -5,7 +5,8 @@
  * accepted but not connected onwards, so the worker sees a store that has
  * gone silent, as when a link drops packets; nothing is refused or reset.
  * When it opens again, what waited is delivered (as TCP retransmission
- * would), late.
+ * would), late. It can also hold only the connections made from now on,
+ * while the open ones keep flowing.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
@@ -15,6 +16,7 @@ export class BlackholeProxy {
   private readonly sockets = new Set<Socket>();
   private readonly pending: (() => void)[] = [];
   private closed = false;
+  private holdingNew = false;
 
   private constructor(server: Server, port: number) {
     this.server = server;
@@ -40,9 +42,20 @@ export class BlackholeProxy {
     for (const socket of this.sockets) socket.pause();
   }
 
+  /** Holds new connections (accepted, not connected onwards); the open ones keep flowing. */
+  holdNewConnections(): void {
+    this.holdingNew = true;
+  }
+
+  /** Connections accepted but not connected onwards yet. */
+  get held(): number {
+    return this.pending.length;
+  }
+
   /** Forwards again; what waited is delivered. */
   heal(): void {
     this.closed = false;
+    this.holdingNew = false;
     for (const socket of this.sockets) socket.resume();
     for (const connect of this.pending.splice(0)) connect();
   }
@@ -71,7 +84,7 @@ export class BlackholeProxy {
         upstream.pause();
       }
     };
-    if (this.closed) this.pending.push(connect);
+    if (this.closed || this.holdingNew) this.pending.push(connect);
     else connect();
   }
 
