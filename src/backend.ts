@@ -66,6 +66,12 @@ export type AcquireResult =
       readonly granted: false;
       /** ms until the current holders' leases run out at the latest (a bound on the wait). */
       readonly retryAfter: number;
+      /**
+       * True when what stands in the way is the data-loss quarantine (the store
+       * may have lost leases that still run; README "Data loss"), not a holder:
+       * `retryAfter` is then the ms until the quarantine ends.
+       */
+      readonly quarantined?: boolean;
     };
 
 /** One holder of a lock, as seen by `inspect()`. */

@@ -26,19 +26,38 @@ export class DisrefError extends Error {
   }
 }
 
-/** The lock could not be acquired within `timeout` ms. */
+/**
+ * The lock could not be acquired within `timeout` ms: another holder kept it,
+ * or (`quarantined`) the store was in its data-loss quarantine.
+ */
 export class LockTimeoutError extends DisrefError {
   readonly key: string;
   readonly timeout: number;
+  /**
+   * True when the last attempt was refused by the data-loss quarantine rather
+   * than by a holder: the store may have lost leases that still run (a server
+   * restarted without persistence, a flush, an eviction), so it grants nothing
+   * until they have surely ended (README, "Data loss").
+   */
+  readonly quarantined: boolean;
 
-  constructor(key: string, timeout: number) {
+  /** @param quarantineLeft ms of quarantine left at the last attempt; undefined when a holder was in the way */
+  constructor(key: string, timeout: number, quarantineLeft?: number) {
     super(
       'ERR_DISREF_LOCK_TIMEOUT',
-      `lock ${key}: not acquired within ${String(timeout)} ms; another holder kept it. ` +
-        'Raise `timeout`, use tryAcquire() to skip, or find the holder with `disref status`.',
+      quarantineLeft === undefined
+        ? `lock ${key}: not acquired within ${String(timeout)} ms; another holder kept it. ` +
+            'Raise `timeout`, use tryAcquire() to skip, or find the holder with `disref status`.'
+        : `lock ${key}: not acquired within ${String(timeout)} ms; the store grants no lease ` +
+            `for about ${(Math.max(0, quarantineLeft) / 1000).toFixed(1)} s more (data-loss quarantine): ` +
+            'it may have lost leases that are still running (its server restarted without ' +
+            'persistence, or its data was flushed or evicted), and waits until they have surely ' +
+            'ended (about `maxTtl` after the loss was noticed). A namespace used for the first time on a freshly started ' +
+            'server waits this out once. See "Data loss" in the README.',
     );
     this.key = key;
     this.timeout = timeout;
+    this.quarantined = quarantineLeft !== undefined;
   }
 }
 

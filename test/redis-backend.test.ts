@@ -15,6 +15,7 @@ import {
   connect,
   InvalidArgumentError,
   LockLostError,
+  LockTimeoutError,
   type Disref,
 } from '../src/index.js';
 import { lockKeys } from '../src/backends/redis/keys.js';
@@ -141,6 +142,15 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
         await newcomer.lock('r', { ttl: 2_000 }).tryAcquire(),
         null,
         'granted right after a restart',
+      );
+      // A wait it outlasts names the quarantine, not a holder.
+      await assert.rejects(
+        newcomer.lock('r').acquire({ timeout: 100 }),
+        (error: unknown) =>
+          error instanceof LockTimeoutError &&
+          error.quarantined &&
+          /quarantine/.test(error.message) &&
+          /freshly started server/.test(error.message),
       );
       // The holder from before learns it lost the lease at its next extend.
       await assert.rejects(old.extend(), LockLostError);

@@ -128,7 +128,13 @@ export async function acquireHeld(
       const left = deadline - performance.now();
       if (left <= 0) {
         if (!call.throwOnTimeout) return null;
-        throw new LockTimeoutError(key, call.timeout);
+        throw new LockTimeoutError(
+          key,
+          call.timeout,
+          result.quarantined === true
+            ? result.retryAfter - (performance.now() - attemptStart)
+            : undefined,
+        );
       }
       if (unsubscribe === undefined) {
         // Subscribe only once denied, so an uncontended acquire is one round trip; then try

@@ -152,6 +152,8 @@ export function lockConformance(target: BackendTarget): void {
         assert.equal(error.key, 'busy');
         assert.equal(error.code, 'ERR_DISREF_LOCK_TIMEOUT');
         assert.match(error.message, /lock busy/);
+        assert.equal(error.quarantined, false, 'a holder, not a quarantine, was in the way');
+        assert.match(error.message, /another holder kept it/);
         return true;
       });
       assert.ok(performance.now() - started >= 140, 'waited the timeout out');
@@ -644,6 +646,31 @@ export function lockConformance(target: BackendTarget): void {
       assert.ok(fresh.fence > old.fence, 'fences stay monotonic across data loss');
       await assert.rejects(old.extend(), LockLostError);
       await fresh.release();
+    });
+
+    it('a wait that the quarantine outlasts says so, instead of blaming a holder', async () => {
+      const [a, b] = await instances(2, { maxTtl: 5_000 });
+      assert.ok(a !== undefined && b !== undefined);
+      const old: Lease = await a.lock('lossy-timeout', { ttl: 4_000 }).acquire();
+      await target.loseAllData(a);
+      for (const disref of [a, b]) {
+        await assert.rejects(
+          disref.lock('lossy-timeout').acquire({ timeout: 200 }),
+          (error: unknown) => {
+            assert.ok(error instanceof LockTimeoutError, `got ${String(error)}`);
+            assert.equal(error.quarantined, true);
+            assert.equal(error.key, 'lossy-timeout');
+            assert.match(error.message, /lock lossy-timeout: not acquired within 200 ms/);
+            assert.match(error.message, /quarantine/);
+            assert.doesNotMatch(error.message, /another holder/);
+            // Seconds left: about maxTtl (memcached counts it in whole seconds, rounded up).
+            const left = Number(/about (\d+\.\d) s more/.exec(error.message)?.[1]);
+            assert.ok(left > 0 && left <= 5 + 2, `quarantine left: ${String(left)} s`);
+            return true;
+          },
+        );
+      }
+      await old.release();
     });
   });
 }

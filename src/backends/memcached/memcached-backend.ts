@@ -178,7 +178,7 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
           },
         ]);
         const gate = await this.guard.admit(lock.server, marker, quarantine);
-        if (!gate.open) return { granted: false, retryAfter: gate.retryAfter };
+        if (!gate.open) return { granted: false, retryAfter: gate.retryAfter, quarantined: true };
         const now = Date.now();
         const plan = planAcquire(
           this.decode(lock, item),
@@ -207,7 +207,7 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
         if (!this.guard.confirms(lock.server, gate.epoch, markerAfter, quarantineAfter)) {
           // The server may have lost its data around the write: take the grant back.
           await this.releaseOwner(lock, request.owner);
-          return { granted: false, retryAfter: 1 };
+          return { granted: false, retryAfter: 1, quarantined: true };
         }
         return { granted: true, fence: plan.fence };
       }

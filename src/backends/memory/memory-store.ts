@@ -57,7 +57,11 @@ export class MemoryStore {
   acquire(request: AcquireRequest): AcquireResult {
     const now = performance.now();
     if (now < this.quarantineUntil) {
-      return { granted: false, retryAfter: Math.ceil(this.quarantineUntil - now) };
+      return {
+        granted: false,
+        retryAfter: Math.ceil(this.quarantineUntil - now),
+        quarantined: true,
+      };
     }
     const record = this.record(request.key, now);
     const { owner, mode } = request;

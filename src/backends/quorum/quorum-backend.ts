@@ -191,7 +191,10 @@ export class QuorumBackend implements Backend {
     if (this.failedMajority(votes)) {
       throw this.unreachable('acquire', request.key, votes, this.memberTimeout);
     }
-    return { granted: false, retryAfter: this.retryAfter(votes) };
+    const retryAfter = this.retryAfter(votes);
+    return this.quarantineBlocks(votes)
+      ? { granted: false, retryAfter, quarantined: true }
+      : { granted: false, retryAfter };
   }
 
   async extend(key: string, owner: string, ttl: number): Promise<boolean> {
@@ -546,6 +549,19 @@ export class QuorumBackend implements Backend {
     let wait = freeIn[this.quorum - 1] ?? Infinity;
     if (votes.yes > 0) wait = Math.min(wait, 1 + Math.random() * SPLIT_VOTE_RETRY);
     return Number.isFinite(wait) ? Math.max(1, Math.ceil(wait)) : SPLIT_VOTE_RETRY;
+  }
+
+  /**
+   * Whether the members' data-loss quarantines are what denied the quorum: the
+   * members that granted and those that only a quarantine held back would make
+   * a majority.
+   */
+  private quarantineBlocks(votes: Votes<AcquireResult>): boolean {
+    const quarantined = votes.outcomes.filter(
+      (outcome) =>
+        outcome?.ok === true && !outcome.value.granted && outcome.value.quarantined === true,
+    ).length;
+    return quarantined > 0 && votes.yes + quarantined >= this.quorum;
   }
 
   private unreachable(

@@ -227,8 +227,10 @@ export class RedisBackend implements Backend, ReferenceOperations {
       else this.slotEpochs.set(slot, epoch);
     }
     const number = Number(value);
-    return Number(granted) === 1
-      ? { granted: true, fence: number }
+    if (Number(granted) === 1) return { granted: true, fence: number };
+    // -1: denied by the data-loss quarantine rather than by a holder.
+    return Number(granted) === -1
+      ? { granted: false, retryAfter: Math.max(1, number), quarantined: true }
       : { granted: false, retryAfter: Math.max(1, number) };
   }
 

@@ -24,9 +24,11 @@ ARGV[12] '' on a single server; on Redis Cluster, the namespace marker's
          'created' (server ms, '0' when unknown): KEYS[4] is then a slot marker
 
 Returns {1, fence, epoch} when granted (the same fence again when this owner
-already holds the lock, with its lease renewed), or {0, retryAfter, epoch}
-when denied: retryAfter is the ms until the leases in the way end at the
-latest (else until the registrations in the way or the quarantine end), >= 1.
+already holds the lock, with its lease renewed), {0, retryAfter, epoch} when
+denied: retryAfter is the ms until the leases in the way end at the latest
+(else until the registrations in the way end), >= 1; or {-1, retryAfter,
+epoch} when the data-loss quarantine denies it (includes/marker.lua), with
+retryAfter the ms until the quarantine ends.
 The epoch is left out when it is ARGV[7]: the caller knows it already.
 
 Fences: max(last fence + 1, server ms * 1000), so they keep increasing even

@@ -50,7 +50,7 @@ local function acquire_lock(keys, argv, now)
 
   local epoch, quarantine = checked_marker(marker_key, now, argv)
   if quarantine > now then
-    return acquire_reply(0, math.ceil(quarantine - now), epoch, argv[7])
+    return acquire_reply(-1, math.ceil(quarantine - now), epoch, argv[7])
   end
 
   -- Fast path: no holder, waiter or pending writer at all (the queue expires
