@@ -192,6 +192,11 @@ export interface StoreSnapshot {
   readonly processes: readonly ProcessState[];
   /** Set when the store could not list everything, saying what is missing. */
   readonly incomplete: string | undefined;
+  /**
+   * ms until the data-loss quarantine ends (README "Data loss"), when one holds
+   * grants back: the longest of any server or Cluster slot; undefined when none.
+   */
+  readonly quarantineLeft: number | undefined;
 }
 
 /** A claim on running a resource's completion; only its holder may finish it. */

@@ -52,7 +52,7 @@ export class LockTimeoutError extends DisrefError {
             `for about ${(Math.max(0, quarantineLeft) / 1000).toFixed(1)} s more (data-loss quarantine): ` +
             'it may have lost leases that are still running (its server restarted without ' +
             'persistence, or its data was flushed or evicted), and waits until they have surely ' +
-            'ended (about `maxTtl` after the loss was noticed). A namespace used for the first time on a freshly started ' +
+            'ended (up to about `maxTtl`). A namespace used for the first time on a freshly started ' +
             'server waits this out once. See "Data loss" in the README.',
     );
     this.key = key;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { buildReport, renderReport } from '../src/cli/status-command.js';
 import { connect } from '../src/index.js';
+import type { MemoryBackend } from '../src/backends/memory/memory-backend.js';
 
 it('shows held locks with fence and time left, references with live holders, and processes', async () => {
   const options = { url: 'memory://status', namespace: 'status' };
@@ -66,5 +67,32 @@ it('shows held locks with fence and time left, references with live holders, and
         await (await disref.reference(ref)).dereference(() => undefined);
   } finally {
     await Promise.all([a.close(), b.close(), observer.close()]);
+  }
+});
+
+it('shows the data-loss quarantine while it holds grants back', async () => {
+  const options = { url: 'memory://status-quarantine', namespace: 'status' };
+  const [holder, observer] = await Promise.all([connect(options), connect(options)]);
+  try {
+    const report = async (): Promise<ReturnType<typeof buildReport>> =>
+      buildReport(await observer.backend.snapshot(), {
+        address: observer.backend.address,
+        namespace: 'status',
+        prefix: '',
+      });
+    assert.equal((await report()).quarantineLeft, null);
+    assert.doesNotMatch(renderReport(await report()), /QUARANTINE/);
+    await holder.lock('jobs:1', { ttl: 2_000 }).acquire();
+    (observer.backend as MemoryBackend).store.loseAllData();
+    const during = await report();
+    assert.ok(
+      during.quarantineLeft !== null &&
+        during.quarantineLeft > 1_000 &&
+        during.quarantineLeft <= 2_000,
+      `quarantine left: ${String(during.quarantineLeft)} ms`,
+    );
+    assert.match(renderReport(during), /QUARANTINE: no lease is granted for \d\.\d s more/);
+  } finally {
+    await Promise.all([holder.close(), observer.close()]);
   }
 });

@@ -15,8 +15,9 @@ export const STATUS_HELP = `Usage: disref status [--url URL] [--namespace NS] [-
 
 Shows what the store holds now: locks (key, holder process, fence, time
 left, waiters), references (resource, live holders, times modified) and
-processes (id, host, pid, heartbeat age, alive or dead). PREFIX keeps only
-keys and resources that start with it.
+processes (id, host, pid, heartbeat age, alive or dead), and the data-loss
+quarantine while one holds grants back. PREFIX keeps only keys and resources
+that start with it.
 
 Options:
   --url URL        store URL (default: $DISREF_URL)
@@ -50,6 +51,8 @@ export interface StatusReport {
   }[];
   /** What the store could not list, or null. (Missing values are null, so the JSON shows them.) */
   readonly incomplete: string | null;
+  /** ms the data-loss quarantine still holds grants back, or null when none does. */
+  readonly quarantineLeft: number | null;
 }
 
 /** Owner tokens are `<process id>:<random>`: the process is the part before the colon. */
@@ -97,6 +100,7 @@ export function buildReport(
         alive: process.ttlLeft > 0,
       })),
     incomplete: snapshot.incomplete ?? null,
+    quarantineLeft: snapshot.quarantineLeft ?? null,
   };
 }
 
@@ -121,6 +125,14 @@ function table(title: string, header: string[], rows: string[][]): string {
 
 export function renderReport(report: StatusReport): string {
   const parts = [`${report.address} namespace ${report.namespace}\n`];
+  if (report.quarantineLeft !== null) {
+    parts.push(
+      `QUARANTINE: no lease is granted for ${seconds(report.quarantineLeft)} more: the store ` +
+        'may have lost leases that are still running (a restart without persistence, a flush, ' +
+        'an eviction), or this namespace is new on a freshly started server. See "Data loss" ' +
+        'in the README.\n',
+    );
+  }
   parts.push(
     table(
       'LOCKS',

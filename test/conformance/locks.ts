@@ -648,10 +648,11 @@ export function lockConformance(target: BackendTarget): void {
       await fresh.release();
     });
 
-    it('a wait that the quarantine outlasts says so, instead of blaming a holder', async () => {
-      const [a, b] = await instances(2, { maxTtl: 5_000 });
+    it('a wait that the quarantine outlasts says so, instead of blaming a holder; status shows it', async () => {
+      const [a, b] = await instances(2, { maxTtl: 2_000 });
       assert.ok(a !== undefined && b !== undefined);
-      const old: Lease = await a.lock('lossy-timeout', { ttl: 4_000 }).acquire();
+      const old: Lease = await a.lock('lossy-timeout', { ttl: 1_000 }).acquire();
+      assert.equal((await b.backend.snapshot()).quarantineLeft, undefined, 'no quarantine yet');
       await target.loseAllData(a);
       for (const disref of [a, b]) {
         await assert.rejects(
@@ -663,13 +664,18 @@ export function lockConformance(target: BackendTarget): void {
             assert.match(error.message, /lock lossy-timeout: not acquired within 200 ms/);
             assert.match(error.message, /quarantine/);
             assert.doesNotMatch(error.message, /another holder/);
-            // Seconds left: about maxTtl (memcached counts it in whole seconds, rounded up).
+            // Seconds left: at most maxTtl (memcached counts whole seconds, rounded up).
             const left = Number(/about (\d+\.\d) s more/.exec(error.message)?.[1]);
-            assert.ok(left > 0 && left <= 5 + 2, `quarantine left: ${String(left)} s`);
+            assert.ok(left > 0 && left <= 2 + 2, `quarantine left: ${String(left)} s`);
             return true;
           },
         );
       }
+      const { quarantineLeft } = await b.backend.snapshot();
+      assert.ok(
+        quarantineLeft !== undefined && quarantineLeft > 0 && quarantineLeft <= 4_000,
+        `status shows the quarantine: ${String(quarantineLeft)} ms left`,
+      );
       await old.release();
     });
   });

@@ -74,3 +74,18 @@ export function mergeProcesses(lists: readonly (readonly ProcessState[])[]): Pro
   }
   return [...merged.values()];
 }
+
+/**
+ * ms until the members' data-loss quarantines (see `StoreSnapshot.quarantineLeft`)
+ * let `needed` of them grant: the longest for sharding, where every shard
+ * serves keys of its own (`needed` = all), the quorum-th shortest for a
+ * quorum. Undefined when none holds grants back.
+ */
+export function quarantineLeftOf(
+  taken: MemberSnapshots['taken'],
+  needed: number = taken.length,
+): number | undefined {
+  const lefts = taken.map(({ snapshot }) => snapshot.quarantineLeft ?? 0).sort((a, b) => a - b);
+  const left = lefts[Math.min(needed, lefts.length) - 1] ?? 0;
+  return left > 0 ? left : undefined;
+}

@@ -44,6 +44,12 @@ export type Gate =
 const UPTIME_SLACK_SECONDS = 3;
 const MAX_QUARANTINE_ATTEMPTS = 5;
 
+/** The ms a quarantine item read with `t` still runs: whole seconds left, rounded down, so one more. */
+function msLeft(quarantine: MetaResponse): number {
+  const left = Number(quarantine.flags.get('t') ?? '0');
+  return left > 0 ? (left + 1) * 1000 : 1000;
+}
+
 export class EpochGuard {
   /** Read the marker and the quarantine; pipeline these in front of a grant and after it. */
   readonly probes: readonly [MetaRequest, MetaRequest];
@@ -84,12 +90,14 @@ export class EpochGuard {
       await this.raiseQuarantine(server, this.maxTtl);
       return { open: false, retryAfter: this.maxTtl };
     }
-    if (quarantine.status !== 'EN') {
-      const left = Number(quarantine.flags.get('t') ?? '0');
-      // `t` is whole seconds left, rounded down: wait at most one more.
-      return { open: false, retryAfter: left > 0 ? (left + 1) * 1000 : 1000 };
-    }
+    if (quarantine.status !== 'EN') return { open: false, retryAfter: msLeft(quarantine) };
     return { open: true, epoch };
+  }
+
+  /** ms until the quarantine on `server` ends, or undefined when there is none (`disref status`). */
+  async quarantineLeft(server: ServerPool): Promise<number | undefined> {
+    const [quarantine] = await this.client.meta(server, [this.probes[1]]);
+    return quarantine.status === 'EN' ? undefined : msLeft(quarantine);
   }
 
   /**

@@ -333,11 +333,17 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
   async snapshot(): Promise<StoreSnapshot> {
     const { processes, references } = await this.wrap(undefined, () => this.references.snapshot());
     const locks = await Promise.all(references.map(({ resource }) => this.inspect(resource)));
+    // Each server quarantines the keys it serves: the longest holds some grants back.
+    const quarantines = await this.wrap(undefined, () =>
+      Promise.all(this.client.servers.map((server) => this.guard.quarantineLeft(server))),
+    );
+    const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
     return {
       locks: locks.filter((lock): lock is LockState => lock !== null),
       references,
       processes,
       incomplete: SNAPSHOT_GAPS,
+      quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
     };
   }
 

@@ -80,6 +80,7 @@ export class MemoryBackend implements Backend, ReferenceOperations {
       locks: this.store.locksUnder(this.storeKey('')),
       ...this.references.snapshot(),
       incomplete: undefined,
+      quarantineLeft: this.store.quarantineLeft(),
     });
   }
 

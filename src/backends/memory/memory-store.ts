@@ -178,6 +178,12 @@ export class MemoryStore {
    * holder that did not notice and a new holder never overlap. Fences stay
    * monotonic (they derive from the clock).
    */
+  /** ms until the simulated data-loss quarantine ends, or undefined when there is none. */
+  quarantineLeft(): number | undefined {
+    const left = Math.ceil(this.quarantineUntil - performance.now());
+    return left > 0 ? left : undefined;
+  }
+
   loseAllData(): void {
     const keys = [...this.locks.keys()];
     for (const record of this.locks.values()) {

@@ -55,7 +55,7 @@ import {
   type Outcome,
 } from '../composite/fan-out.js';
 import { beatEveryMember, memberAt, type Member } from '../composite/liveness.js';
-import { mergeProcesses, snapshotEveryMember } from '../composite/snapshots.js';
+import { mergeProcesses, quarantineLeftOf, snapshotEveryMember } from '../composite/snapshots.js';
 
 /** Raises a member's stored fence for a key, so the member's next grant for it is above. */
 export interface FenceFloor {
@@ -308,6 +308,7 @@ export class QuorumBackend implements Backend {
       references: [],
       processes: mergeProcesses(taken.map(({ snapshot }) => snapshot.processes)),
       incomplete,
+      quarantineLeft: quarantineLeftOf(taken, this.quorum),
     };
   }
 

@@ -337,6 +337,7 @@ export class RedisBackend implements Backend, ReferenceOperations {
       ...runner,
       namespace: this.namespace,
       scripts: this.scripts,
+      slotMarkers: this.name === 'redis-cluster',
       scan: (cursor, pattern, count) =>
         this.call('SCAN failed', undefined, (connection) =>
           connection.scan(cursor, pattern, count),

@@ -14,7 +14,7 @@ import type {
   StoreSnapshot,
 } from '../../backend.js';
 import { BackendError } from '../../errors.js';
-import { namespacePrefix, processesKey } from './keys.js';
+import { markerKey, namespacePrefix, processesKey } from './keys.js';
 import { isUnreadableData } from './client.js';
 import type { ScriptRunner } from './redis-references.js';
 import type { LuaScripts } from './scripts.js';
@@ -23,6 +23,8 @@ import type { LuaScripts } from './scripts.js';
 export interface SnapshotSource extends ScriptRunner {
   readonly namespace: string;
   readonly scripts: LuaScripts;
+  /** Redis Cluster: each slot has its own data-loss marker (includes/slot-marker.lua). */
+  readonly slotMarkers: boolean;
   /** One SCAN step (see `RedisConnection.scan`). */
   scan(cursor: string, pattern: string, count: number): Promise<[string, string[]]>;
 }
@@ -61,7 +63,7 @@ export function parseLockState(reply: unknown, key: string): LockState | null {
  * view: each lock and resource is read atomically, one after another.
  */
 export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapshot> {
-  const { lockKeys, referenceKeys, incomplete } = await scanNamespace(source);
+  const { lockKeys, referenceKeys, slotMarkerKeys, incomplete } = await scanNamespace(source);
   // A key holding what disref cannot read is named in `incomplete`, not fatal to the listing.
   const unreadable: string[] = [];
   const skipUnreadable =
@@ -93,24 +95,38 @@ export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapsho
             'delete them (DEL), or give disref a namespace of its own',
         ]),
   ];
+  // What holds grants back: the namespace's marker, or on a Cluster each slot's.
+  const quarantines = await mapLimited(
+    source.slotMarkers ? slotMarkerKeys : [markerKey(source.namespace)],
+    skipUnreadable(async (marker) =>
+      Number(await source.run(source.scripts.quarantineLeft, [marker], [], undefined)),
+    ),
+  );
+  const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
   return {
     locks: locks.filter((lock): lock is LockState => lock !== null),
     references: references.filter((ref): ref is ResourceState => ref !== null),
     processes: await readProcesses(source),
     incomplete: notes.length === 0 ? undefined : notes.join('; '),
+    quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
   };
 }
 
-/** The namespace's lock hashes (`NS:{k:..}:lock`) and resource hashes (`NS:{r:..}:ref`). */
+/**
+ * The namespace's lock hashes (`NS:{k:..}:lock`), resource hashes
+ * (`NS:{r:..}:ref`) and, on Redis Cluster, slot markers (`NS:{m:..}:marker`).
+ */
 async function scanNamespace(source: SnapshotSource): Promise<{
   lockKeys: string[];
   referenceKeys: string[];
+  slotMarkerKeys: string[];
   incomplete: string | undefined;
 }> {
   // Lock and resource keys start `NS:{`; namespace-wide keys start `{NS}:`, so they never match.
   const pattern = `${escapeGlob(source.namespace)}:{*`;
   const lockKeys = new Set<string>();
   const referenceKeys = new Set<string>();
+  const slotMarkerKeys = new Set<string>();
   let cursor = '0';
   for (let step = 0; ; step++) {
     const [next, keys] = await source.scan(cursor, pattern, SCAN_COUNT);
@@ -118,15 +134,19 @@ async function scanNamespace(source: SnapshotSource): Promise<{
     for (const key of keys) {
       if (key.endsWith('}:lock')) lockKeys.add(key);
       else if (key.endsWith('}:ref')) referenceKeys.add(key);
+      else if (key.endsWith('}:marker')) slotMarkerKeys.add(key);
     }
     cursor = next;
-    if (cursor === '0')
-      return { lockKeys: [...lockKeys], referenceKeys: [...referenceKeys], incomplete: undefined };
+    const found = {
+      lockKeys: [...lockKeys],
+      referenceKeys: [...referenceKeys],
+      slotMarkerKeys: [...slotMarkerKeys],
+    };
+    if (cursor === '0') return { ...found, incomplete: undefined };
     const listed = lockKeys.size + referenceKeys.size;
     if (listed >= MAX_LISTED || step + 1 >= MAX_SCAN_STEPS) {
       return {
-        lockKeys: [...lockKeys],
-        referenceKeys: [...referenceKeys],
+        ...found,
         incomplete:
           listed >= MAX_LISTED
             ? `stopped after ${String(listed)} locks and resources; pass a PREFIX to narrow the listing down`

@@ -57,6 +57,8 @@ export interface LuaScripts {
   readonly claimPending: LuaScript;
   readonly readReference: LuaScript;
   readonly readProcesses: LuaScript;
+  /** `disref status`: the ms a marker's data-loss quarantine still holds grants back. */
+  readonly quarantineLeft: LuaScript;
   // Redis Cluster: reference operations split into a registry step (keys of
   // the {ns} slot) and a resource step (the resource's hash only).
   readonly addHeld: LuaScript;
@@ -95,6 +97,7 @@ const SCRIPT_FILES = {
   claimPending: 'claim-pending-3',
   readReference: 'read-reference-1',
   readProcesses: 'read-processes-1',
+  quarantineLeft: 'quarantine-left-1',
   addHeld: 'add-held-2',
   addHolder: 'add-holder-1',
   removeHolder: 'remove-holder-1',

@@ -35,7 +35,7 @@ import type {
 import { InvalidArgumentError } from '../../errors.js';
 import { firstFailure, gather } from '../composite/fan-out.js';
 import { beatEveryMember, memberAt, type Member } from '../composite/liveness.js';
-import { mergeProcesses, snapshotEveryMember } from '../composite/snapshots.js';
+import { mergeProcesses, quarantineLeftOf, snapshotEveryMember } from '../composite/snapshots.js';
 import { Rendezvous } from './rendezvous.js';
 
 /** One shard: a backend, its address for errors, and its identity for hashing. */
@@ -129,6 +129,7 @@ export class ShardedBackend implements Backend {
       references: taken.flatMap(({ snapshot }) => snapshot.references),
       processes: mergeProcesses(taken.map(({ snapshot }) => snapshot.processes)),
       incomplete,
+      quarantineLeft: quarantineLeftOf(taken),
     };
   }
 
