@@ -148,9 +148,11 @@ export interface Backend extends ReferenceOperations {
   /**
    * What the namespace holds now, for `disref status`: locks, references,
    * processes. A store that cannot list keys returns what it can and says
-   * what it could not in `incomplete`.
+   * what it could not in `incomplete`. With `prefix`, only the locks whose key
+   * and the resources whose name start with it (every process still): the
+   * store's listing limits then count those only.
    */
-  snapshot(): Promise<StoreSnapshot>;
+  snapshot(prefix?: string): Promise<StoreSnapshot>;
 
   /** Forgets a process that closed. */
   removeProcess(processId: string): Promise<void>;

@@ -236,6 +236,14 @@ describe('memcached references across processes', { skip: !requireServers && una
       'only locks of resources it knows of',
     );
     assert.match(snapshot.incomplete ?? '', /memcached cannot list keys/);
+    const narrowed = await backendOf(a).snapshot('todo:');
+    assert.deepEqual(
+      narrowed.references.map(({ resource }) => resource),
+      ['todo:1'],
+      'a prefix keeps only the resources that start with it',
+    );
+    assert.deepEqual(narrowed.locks, []);
+    assert.equal(narrowed.processes.length, snapshot.processes.length, 'every process still');
     await lease.release();
     await unlisted.release();
   });

@@ -113,6 +113,36 @@ describe('redis backend', { skip: !requireServers && unavailable }, () => {
     );
   });
 
+  it('snapshot with a prefix lists what starts with it, even past the listing limit', async () => {
+    const namespace = await freshNamespace();
+    const disref = await make(namespace);
+    // More locks than a listing holds (10 000), none of them starting with the prefix.
+    await admin.eval(
+      `for i = 1, 10001 do
+         local key = ARGV[1] .. ':{k:bulk-' .. i .. '}:lock'
+         redis.call('HSET', key, 'h:s:x', 'exclusive 1 1')
+         redis.call('PEXPIRE', key, 60000)
+       end`,
+      0,
+      namespace,
+    );
+    const long = (start: string): string => `${start}${'x'.repeat(300)}`; // hashed in key names
+    const leases = await Promise.all(
+      ['wanted:1', long('wanted:'), long('other:')].map((key) => disref.lock(key).acquire()),
+    );
+    const wanted = await disref.reference('wanted:r');
+    const other = await disref.reference(long('other:'));
+    const snapshot = await disref.backend.snapshot('wanted:');
+    assert.equal(snapshot.incomplete, undefined, 'the listing limit counts matching keys only');
+    assert.deepEqual(snapshot.locks.map(({ key }) => key).sort(), ['wanted:1', long('wanted:')]);
+    assert.deepEqual(
+      snapshot.references.map(({ resource }) => resource),
+      ['wanted:r'],
+    );
+    for (const lease of leases) await lease.release();
+    for (const ref of [wanted, other]) await ref.dereference(() => undefined);
+  });
+
   it('keeps fences increasing across FLUSHALL, after a quarantine of maxTtl', async () => {
     const namespace = await freshNamespace();
     const a = await make(namespace, { maxTtl: 1_000 });

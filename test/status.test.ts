@@ -53,7 +53,13 @@ it('shows held locks with fence and time left, references with live holders, and
       report,
       'the report is plain JSON',
     );
-    const filtered = buildReport(await backend.snapshot(), {
+    const narrowed = await backend.snapshot('record:');
+    assert.deepEqual(narrowed.locks, [], 'the store filters by prefix itself');
+    assert.deepEqual(
+      narrowed.references.map(({ resource }) => resource),
+      ['record:1'],
+    );
+    const filtered = buildReport(narrowed, {
       address: backend.address,
       namespace: 'status',
       prefix: 'record:',

@@ -211,11 +211,12 @@ export async function statusCommand(args: readonly string[]): Promise<number> {
   const disref = await connect({ url, namespace, heartbeatInterval: 60_000 });
   try {
     const backend = disref.backend;
+    const prefix = positionals[0] ?? '';
     for (;;) {
-      const report = buildReport(await backend.snapshot(), {
+      const report = buildReport(await backend.snapshot(prefix), {
         address: backend.address,
         namespace,
-        prefix: positionals[0] ?? '',
+        prefix,
         observer: disref.id,
       });
       process.stdout.write(

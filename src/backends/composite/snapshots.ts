@@ -23,9 +23,10 @@ export interface MemberSnapshots {
 export async function snapshotEveryMember(
   members: readonly Member[],
   address: string,
+  prefix: string,
 ): Promise<MemberSnapshots> {
   const { outcomes } = await gather(members.length, (index) =>
-    memberAt(members, index).backend.snapshot(),
+    memberAt(members, index).backend.snapshot(prefix),
   );
   const taken: { address: string; snapshot: StoreSnapshot }[] = [];
   const missing: string[] = [];

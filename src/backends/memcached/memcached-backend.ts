@@ -330,8 +330,10 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
    * of the resources found there; `incomplete` says what memcached cannot
    * list.
    */
-  async snapshot(): Promise<StoreSnapshot> {
-    const { processes, references } = await this.wrap(undefined, () => this.references.snapshot());
+  async snapshot(prefix = ''): Promise<StoreSnapshot> {
+    const registered = await this.wrap(undefined, () => this.references.snapshot());
+    const { processes } = registered;
+    const references = registered.references.filter(({ resource }) => resource.startsWith(prefix));
     const locks = await Promise.all(references.map(({ resource }) => this.inspect(resource)));
     // Each server quarantines the keys it serves: the longest holds some grants back.
     const quarantines = await this.wrap(undefined, () =>

@@ -75,10 +75,10 @@ export class MemoryBackend implements Backend, ReferenceOperations {
     return Promise.resolve(this.references.beat(processId, ttl, first, info));
   }
 
-  snapshot(): Promise<StoreSnapshot> {
+  snapshot(prefix = ''): Promise<StoreSnapshot> {
     return Promise.resolve({
-      locks: this.store.locksUnder(this.storeKey('')),
-      ...this.references.snapshot(),
+      locks: this.store.locksUnder(this.storeKey(''), prefix),
+      ...this.references.snapshot(prefix),
       incomplete: undefined,
       quarantineLeft: this.store.quarantineLeft(),
     });

@@ -44,7 +44,8 @@ export class ReferenceSpace {
   }
 
   /** Processes (live, or dead and not yet reaped) and resources, for `disref status`. */
-  snapshot(): { references: ResourceView[]; processes: ProcessState[] } {
+  /** Every process, and the resources whose name starts with `prefix`. */
+  snapshot(prefix = ''): { references: ResourceView[]; processes: ProcessState[] } {
     const now = performance.now();
     const processes: ProcessState[] = [];
     const age = (id: string): number | undefined => {
@@ -58,12 +59,14 @@ export class ReferenceSpace {
     for (const id of this.dead) {
       processes.push({ id, info: this.infos.get(id), ttlLeft: 0, heartbeatAge: age(id) });
     }
-    const references = [...this.resources].map(([resource, state]) => ({
-      resource,
-      holders: [...state.holders],
-      timesModified: state.timesModified,
-      completing: state.completing,
-    }));
+    const references = [...this.resources]
+      .filter(([resource]) => resource.startsWith(prefix))
+      .map(([resource, state]) => ({
+        resource,
+        holders: [...state.holders],
+        timesModified: state.timesModified,
+        completing: state.completing,
+      }));
     return { references, processes };
   }
 

@@ -151,12 +151,13 @@ export class MemoryStore {
   }
 
   /** Every lock whose store key starts with `prefix`, keyed by the rest of its key. */
-  locksUnder(prefix: string): LockState[] {
+  /** The locks stored under `namespace` (a store key prefix) whose key starts with `keyPrefix`. */
+  locksUnder(namespace: string, keyPrefix = ''): LockState[] {
     const states: LockState[] = [];
     for (const key of [...this.locks.keys()]) {
-      if (!key.startsWith(prefix)) continue;
+      if (!key.startsWith(namespace + keyPrefix)) continue;
       const state = this.inspect(key);
-      if (state !== null) states.push({ ...state, key: key.slice(prefix.length) });
+      if (state !== null) states.push({ ...state, key: key.slice(namespace.length) });
     }
     return states;
   }

@@ -292,8 +292,8 @@ export class QuorumBackend implements Backend {
   }
 
   /** Locks a majority holds, and every member's processes; unreachable members named in `incomplete`. */
-  async snapshot(): Promise<StoreSnapshot> {
-    const { taken, incomplete } = await snapshotEveryMember(this.members, this.address);
+  async snapshot(prefix = ''): Promise<StoreSnapshot> {
+    const { taken, incomplete } = await snapshotEveryMember(this.members, this.address, prefix);
     const byKey = new Map<string, LockState[]>();
     for (const { snapshot } of taken) {
       for (const lock of snapshot.locks)

@@ -331,9 +331,9 @@ export class RedisBackend implements Backend, ReferenceOperations {
   }
 
   /** Locks, references and processes of the namespace (SCAN, bounded; see redis-snapshot.ts). */
-  snapshot(): Promise<StoreSnapshot> {
+  snapshot(prefix = ''): Promise<StoreSnapshot> {
     const runner = this.runner();
-    return takeSnapshot({
+    return takeSnapshot(prefix, {
       ...runner,
       namespace: this.namespace,
       scripts: this.scripts,

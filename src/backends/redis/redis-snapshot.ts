@@ -59,11 +59,15 @@ export function parseLockState(reply: unknown, key: string): LockState | null {
 }
 
 /**
- * Locks, references and processes of `source.namespace`. Not one atomic
- * view: each lock and resource is read atomically, one after another.
+ * Locks (whose key starts with `prefix`), references (whose resource does) and
+ * processes of `source.namespace`. Not one atomic view: each lock and
+ * resource is read atomically, one after another.
  */
-export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapshot> {
-  const { lockKeys, referenceKeys, slotMarkerKeys, incomplete } = await scanNamespace(source);
+export async function takeSnapshot(prefix: string, source: SnapshotSource): Promise<StoreSnapshot> {
+  const { lockKeys, referenceKeys, slotMarkerKeys, incomplete } = await scanNamespace(
+    source,
+    prefix,
+  );
   // A key holding what disref cannot read is named in `incomplete`, not fatal to the listing.
   const unreadable: string[] = [];
   const skipUnreadable =
@@ -103,9 +107,12 @@ export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapsho
     ),
   );
   const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
+  // Hashed names could not be told apart by their keys: they are filtered once read.
   return {
-    locks: locks.filter((lock): lock is LockState => lock !== null),
-    references: references.filter((ref): ref is ResourceState => ref !== null),
+    locks: locks.filter((lock): lock is LockState => lock?.key.startsWith(prefix) === true),
+    references: references.filter(
+      (ref): ref is ResourceState => ref?.resource.startsWith(prefix) === true,
+    ),
     processes: await readProcesses(source),
     incomplete: notes.length === 0 ? undefined : notes.join('; '),
     quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
@@ -113,10 +120,15 @@ export async function takeSnapshot(source: SnapshotSource): Promise<StoreSnapsho
 }
 
 /**
- * The namespace's lock hashes (`NS:{k:..}:lock`), resource hashes
- * (`NS:{r:..}:ref`) and, on Redis Cluster, slot markers (`NS:{m:..}:marker`).
+ * The namespace's lock hashes (`NS:{k:..}:lock`) and resource hashes
+ * (`NS:{r:..}:ref`) whose key or resource starts with `prefix` (all hashed
+ * ones, `{h:..}` and `{rh:..}`, whose names only their hash holds) and, on
+ * Redis Cluster, slot markers (`NS:{m:..}:marker`).
  */
-async function scanNamespace(source: SnapshotSource): Promise<{
+async function scanNamespace(
+  source: SnapshotSource,
+  prefix: string,
+): Promise<{
   lockKeys: string[];
   referenceKeys: string[];
   slotMarkerKeys: string[];
@@ -124,6 +136,10 @@ async function scanNamespace(source: SnapshotSource): Promise<{
 }> {
   // Lock and resource keys start `NS:{`; namespace-wide keys start `{NS}:`, so they never match.
   const pattern = `${escapeGlob(source.namespace)}:{*`;
+  const lockPrefix = `${source.namespace}:{k:${prefix}`;
+  const referencePrefix = `${source.namespace}:{r:${prefix}`;
+  const hashedLock = `${source.namespace}:{h:`;
+  const hashedReference = `${source.namespace}:{rh:`;
   const lockKeys = new Set<string>();
   const referenceKeys = new Set<string>();
   const slotMarkerKeys = new Set<string>();
@@ -132,9 +148,13 @@ async function scanNamespace(source: SnapshotSource): Promise<{
     const [next, keys] = await source.scan(cursor, pattern, SCAN_COUNT);
     // SCAN may return a key twice; the sets keep one.
     for (const key of keys) {
-      if (key.endsWith('}:lock')) lockKeys.add(key);
-      else if (key.endsWith('}:ref')) referenceKeys.add(key);
-      else if (key.endsWith('}:marker')) slotMarkerKeys.add(key);
+      if (key.endsWith('}:lock')) {
+        if (key.startsWith(lockPrefix) || key.startsWith(hashedLock)) lockKeys.add(key);
+      } else if (key.endsWith('}:ref')) {
+        if (key.startsWith(referencePrefix) || key.startsWith(hashedReference)) {
+          referenceKeys.add(key);
+        }
+      } else if (key.endsWith('}:marker')) slotMarkerKeys.add(key);
     }
     cursor = next;
     const found = {

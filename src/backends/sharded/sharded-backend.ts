@@ -122,8 +122,8 @@ export class ShardedBackend implements Backend {
   }
 
   /** Every shard's locks and references; processes merged; unreachable shards named in `incomplete`. */
-  async snapshot(): Promise<StoreSnapshot> {
-    const { taken, incomplete } = await snapshotEveryMember(this.shards, this.address);
+  async snapshot(prefix = ''): Promise<StoreSnapshot> {
+    const { taken, incomplete } = await snapshotEveryMember(this.shards, this.address, prefix);
     return {
       locks: taken.flatMap(({ snapshot }) => snapshot.locks),
       references: taken.flatMap(({ snapshot }) => snapshot.references),
