@@ -224,7 +224,14 @@ for (const backend of backends) {
       const run = await startRun(false);
       try {
         await run.progress(5);
+        // Paused between its read and its write: a long section (3 leases) makes room for
+        // the pause whatever the machine's load, where a short one may have written already.
         const paused = await run.holder((worker) => worker !== CUT_OFF);
+        run.holdLongNext(paused);
+        await run.waitFor(
+          (event) => event.type === 'read' && event.worker === paused && event.long,
+          30_000,
+        );
         const lateWrite = run.waitFor(
           (event) => event.worker === paused && event.type === 'wrote',
           FAULT_LENGTH + 10_000,
