@@ -78,8 +78,12 @@ export interface ReferenceTally {
   completedTimesModified: number;
   /** Completions run with attempt > 1 (a retry: nothing failed, so none expected). */
   retriedCompletions: number;
-  /** Completions run by recovery (the `onComplete` handler): none expected. */
-  recoveredCompletions: number;
+  /**
+   * Completions recovery ran (the `onComplete` handler) for lifetimes that
+   * began and ended while the previous lifetime's completion ran: their last
+   * dereference could not run them (README, "Lifetimes").
+   */
+  queuedCompletions: number;
 }
 
 /** A tally with nothing counted yet. */
@@ -92,7 +96,7 @@ export function emptyReferenceTally(): ReferenceTally {
     callbackMismatches: 0,
     completedTimesModified: 0,
     retriedCompletions: 0,
-    recoveredCompletions: 0,
+    queuedCompletions: 0,
   };
 }
 
@@ -612,9 +616,9 @@ function summarize(
       `${String(references.callbackMismatches)} dereference(s) ran their completion other than once when last`,
     );
   }
-  if (references.retriedCompletions > 0 || references.recoveredCompletions > 0) {
+  if (references.retriedCompletions > 0) {
     problems.push(
-      `${String(references.retriedCompletions)} retried and ${String(references.recoveredCompletions)} recovered completion(s), though nothing failed`,
+      `${String(references.retriedCompletions)} retried completion(s), though nothing failed`,
     );
   }
   if (references.completedTimesModified > references.increments) {

@@ -263,8 +263,11 @@ const alive = await (
     ),
   );
   for (const disref of disrefs) {
-    disref.onComplete('soak', () => {
-      tally.recoveredCompletions += 1;
+    // Lifetimes that ended while the previous completion ran are completed by recovery.
+    disref.onComplete('soak', (_resource, info) => {
+      tally.completedTimesModified += info.timesModified;
+      if (info.attempt > 1) tally.retriedCompletions += 1;
+      else tally.queuedCompletions += 1;
     });
   }
   send({ type: 'ready' });

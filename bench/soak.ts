@@ -99,7 +99,7 @@ for (const backend of backends) {
     `  references: ${String(r.cycles)} cycles, ${String(r.increments)} increments, ${String(r.last)} last dereferences, ` +
       `${String(r.callbacks)} completions ran (${String(r.callbackMismatches)} not exactly once), ` +
       `${String(r.completedTimesModified)} modifications seen by completions, ` +
-      `${String(r.retriedCompletions)} retried, ${String(r.recoveredCompletions)} recovered`,
+      `${String(r.retriedCompletions)} retried, ${String(r.queuedCompletions)} run by recovery after the previous one`,
   );
   for (const problem of report.summary.problems) console.log(`  problem: ${problem}`);
   failed ||= !report.summary.flat || report.summary.problems.length > 0;

@@ -243,8 +243,16 @@ export interface ReferenceOperations {
   timesModified(resource: string): Promise<number>;
   /** Keeps a completion claim alive while its handler runs. */
   extendClaim(claim: CompletionClaim, ttl: number): Promise<boolean>;
-  /** The completion succeeded: deletes the resource's keys (if the claim still holds). */
-  finishCompletion(claim: CompletionClaim): Promise<boolean>;
+  /**
+   * The completion succeeded: ends the lifetime it covered, if the claim still
+   * holds (else false, changing nothing). `seenModified` is the
+   * `timesModified` its handler was given. With no reference made since the
+   * claim, the resource's keys are deleted. Processes that referenced it
+   * while the completion ran began its next lifetime, which keeps them and
+   * what was modified beyond `seenModified`; if that lifetime has ended too
+   * (no holder left), its own completion is due at once (attempt 1).
+   */
+  finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean>;
   /** The completion failed: drop the claim so that recovery retries it. */
   abandonCompletion(claim: CompletionClaim): Promise<void>;
   /**

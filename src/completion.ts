@@ -91,8 +91,9 @@ export class Completions {
     const event = { resource: claim.resource, attempt: claim.attempt, backend: this.#backend.name };
     const startedAt = performance.now();
     publish('completionStarted', () => event);
+    let timesModified: number;
     try {
-      const timesModified = await this.#backend.timesModified(claim.resource);
+      timesModified = await this.#backend.timesModified(claim.resource);
       await handler(claim.resource, { attempt: claim.attempt, timesModified, signal: lost.signal });
     } catch (error) {
       clearTimeout(timer);
@@ -105,7 +106,8 @@ export class Completions {
       throw error;
     }
     clearTimeout(timer);
-    await this.#backend.finishCompletion(claim);
+    // What was modified after `timesModified` was read belongs to the next lifetime, if any.
+    await this.#backend.finishCompletion(claim, timesModified);
     publish('completionFinished', () => ({ ...event, durationMs: performance.now() - startedAt }));
   }
 

@@ -341,7 +341,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     assert.ok(due > Date.now(), 'queued until the claim lapses');
     // A newer entry (a later claim) survives the finish of this one.
     await admin.zadd(pendingKey(namespace, 'job'), String(due + 60_000), 'job:2');
-    assert.equal(await backend.finishCompletion(last.claim), true);
+    assert.equal(await backend.finishCompletion(last.claim, 0), true);
     assert.equal(await admin.exists(referenceKey(namespace, 'job:2')), 0, 'keys deleted');
     assert.equal(
       Number(await admin.zscore(pendingKey(namespace, 'job'), 'job:2')),

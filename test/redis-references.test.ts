@@ -177,7 +177,7 @@ describe('redis references', { skip: !requireServers && unavailable }, () => {
         removed: false,
         claim: null,
       });
-      assert.equal(await b.finishCompletion(last.claim), true);
+      assert.equal(await b.finishCompletion(last.claim, 0), true);
       assert.equal(await admin.exists(ref), 0, 'keys deleted');
       assert.equal(await admin.zscore(pendingKey(ns, 'job'), 'job:1'), null);
     });
@@ -231,10 +231,10 @@ describe('redis references', { skip: !requireServers && unavailable }, () => {
       assert.equal(second.attempt, 2);
       assert.notEqual(second.token, first.token);
       assert.equal(await b.extendClaim(first, 10_000), false, 'the old claim is gone');
-      assert.equal(await b.finishCompletion(first), false);
+      assert.equal(await b.finishCompletion(first, 0), false);
       await b.abandonCompletion(first);
       assert.equal(await admin.hget(ref, 'claim'), second.token, 'abandon by the old claim: no-op');
-      assert.equal(await b.finishCompletion(second), true);
+      assert.equal(await b.finishCompletion(second, 0), true);
       assert.equal(await admin.exists(ref), 0);
       assert.equal(await b.claimPendingCompletion(['job'], 10_000), null);
     });
@@ -264,13 +264,13 @@ describe('redis references', { skip: !requireServers && unavailable }, () => {
       const claim = (await b.removeReference('job:5', 'a', 10_000)).claim;
       assert.ok(claim !== null);
       assert.equal(await b.addReference('job:5', 'b'), true, 'referenced while completing');
-      assert.equal(await b.finishCompletion(claim), true);
+      assert.equal(await b.finishCompletion(claim, 3), true);
       assert.equal(await b.timesModified('job:5'), 0, 'a new lifetime starts at zero');
       assert.deepEqual((await admin.hkeys(ref)).sort(), ['p:b', 'resource']);
       assert.equal(await admin.zscore(pendingKey(ns, 'job'), 'job:5'), null);
       const next = (await b.removeReference('job:5', 'b', 10_000)).claim;
       assert.equal(next?.attempt, 1, 'attempts count per lifetime');
-      assert.equal(await b.finishCompletion(next), true);
+      assert.equal(await b.finishCompletion(next, 0), true);
       assert.equal(await admin.exists(ref), 0);
     });
 

@@ -87,6 +87,68 @@ export function referenceConformance(target: BackendTarget): void {
       assert.equal(completed.length, 1, 'recovery did not run it again');
     });
 
+    /** Two processes with a handler for `kind` whose first run waits until `release()`. */
+    async function heldFirstCompletion(kind: string): Promise<{
+      a: Disref;
+      b: Disref;
+      runs: string[];
+      release: () => void;
+    }> {
+      const [a, b] = await pair();
+      const runs: string[] = [];
+      let release = (): void => undefined;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      for (const disref of [a, b]) {
+        disref.onComplete(kind, async (resource, { attempt, timesModified }) => {
+          runs.push(`${resource} attempt ${String(attempt)} modified ${String(timesModified)}`);
+          if (runs.length === 1) await gate;
+        });
+      }
+      return { a, b, runs, release };
+    }
+
+    it('keeps what holders who came while the completion ran modified, for their own completion', async () => {
+      const { a, b, runs, release } = await heldFirstCompletion('shift');
+      const ra = await a.reference('shift:1');
+      await ra.incrementTimesModified(2);
+      const first = ra.dereference();
+      await eventually(() => runs.length === 1, 5_000, 'the first completion started');
+      const rb = await b.reference('shift:1'); // the next lifetime begins
+      await rb.incrementTimesModified(3);
+      release();
+      assert.equal(await first, true);
+      await rb.incrementTimesModified(4);
+      assert.equal(await rb.timesModified(), 7, 'nothing modified during the completion is lost');
+      assert.equal(await rb.dereference(), true);
+      assert.deepEqual(runs, ['shift:1 attempt 1 modified 2', 'shift:1 attempt 1 modified 7']);
+    });
+
+    it('completes a lifetime that began and ended while the previous completion ran', async () => {
+      const { a, b, runs, release } = await heldFirstCompletion('shift');
+      const ra = await a.reference('shift:2');
+      await ra.incrementTimesModified();
+      const first = ra.dereference();
+      await eventually(() => runs.length === 1, 5_000, 'the first completion started');
+      const rb = await b.reference('shift:2');
+      await rb.incrementTimesModified(5);
+      // The last one out of its lifetime, but a completion still runs: its own is queued.
+      assert.equal(await rb.dereference(), false);
+      release();
+      assert.equal(await first, true);
+      await eventually(
+        async () => {
+          await Promise.all([a.recover(), b.recover()]);
+          return runs.length === 2;
+        },
+        5_000,
+        'the second lifetime completed',
+      );
+      assert.deepEqual(runs, ['shift:2 attempt 1 modified 1', 'shift:2 attempt 1 modified 5']);
+      assert.equal(await rb.timesModified(), 0, 'keys deleted after the second completion');
+    });
+
     it('prefers the callback passed to dereference over the kind handler', async () => {
       const [a] = await pair();
       const calls: string[] = [];

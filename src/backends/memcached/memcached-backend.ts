@@ -306,8 +306,8 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
     return this.wrap(claim.resource, () => this.references.extendClaim(claim, ttl));
   }
 
-  finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    return this.wrap(claim.resource, () => this.references.finishCompletion(claim));
+  finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    return this.wrap(claim.resource, () => this.references.finishCompletion(claim, seenModified));
   }
 
   abandonCompletion(claim: CompletionClaim): Promise<void> {

@@ -219,7 +219,12 @@ export class MemcachedReferences {
     await this.changeResource(resource, (record) => {
       const current = record ?? EMPTY_RESOURCE;
       if (current.holders.includes(processId)) return { result: undefined };
-      return { result: undefined, next: { ...current, holders: [...current.holders, processId] } };
+      const holders = [...current.holders, processId];
+      // Referenced while a claim is out: the next lifetime begins (see finishCompletion).
+      return {
+        result: undefined,
+        next: { ...current, holders, reopened: current.reopened || current.claim !== undefined },
+      };
     });
     if (await this.processes.isGone(processId)) {
       // Declared dead while we added: its reaper may have missed this resource.
@@ -303,18 +308,39 @@ export class MemcachedReferences {
     });
   }
 
-  async finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    const outcome = await this.changeResource(claim.resource, (record) => {
+  async finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    interface Outcome {
+      readonly finished: boolean;
+      /** The pending token: its registry entry is dropped, or (due) kept queued. */
+      readonly pending: string | undefined;
+      /** A next lifetime began and ended while the completion ran: its completion is due. */
+      readonly due: boolean;
+    }
+    const outcome = await this.changeResource<Outcome>(claim.resource, (record) => {
       if (record?.claim?.token !== claim.token) {
-        return { result: { finished: false, pending: undefined } };
+        return { result: { finished: false, pending: undefined, due: false } };
       }
-      const result = { finished: true, pending: record.pending };
-      if (record.holders.length === 0) return { result, next: null };
-      // Holders that arrived while the completion ran start a new lifetime.
-      return { result, next: { ...EMPTY_RESOURCE, holders: record.holders } };
+      const { holders, pending } = record;
+      // (Holders without `reopened`: a record written before that field existed.)
+      if (!record.reopened && holders.length === 0) {
+        return { result: { finished: true, pending, due: false }, next: null };
+      }
+      // Referenced while the completion ran: that next lifetime keeps its holders and
+      // what was modified beyond what the completion saw.
+      const due = holders.length === 0;
+      const next: ResourceRecord = {
+        ...EMPTY_RESOURCE,
+        holders,
+        timesModified: Math.max(0, record.timesModified - seenModified),
+        pending: due ? pending : undefined,
+      };
+      return { result: { finished: true, pending, due }, next };
     });
     const pending = outcome.pending;
-    if (pending !== undefined) {
+    if (outcome.due && pending !== undefined) {
+      // Queued already when that lifetime's last holder left; make sure, as recovery starts there.
+      await this.queue(claim.resource, pending, true);
+    } else if (pending !== undefined) {
       const unqueued = this.unqueued.get(claim.resource);
       if (unqueued?.token === pending) {
         // Never queued, now done: the held list that covered it meanwhile lets go.
@@ -578,6 +604,8 @@ export class MemcachedReferences {
       attempts: claim.attempt,
       claim: { token: claim.token, expiresAt },
       pending,
+      // Claimed only once no live holder is left: it covers every reference so far.
+      reopened: false,
     };
   }
 

@@ -8,6 +8,7 @@
  *     held list <ns>:h:<id>       ["resource",...]
  *     resource  <ns>:r:<resource> {"h":[holder ids],"m":timesModified,"a":attempts,
  *                                  "c":[claim token,expiresAt],"q":"pending token"}
+ *                                  (+ "o":1 once referenced since the claim)
  *     registry  <ns>:~processes   [["id","host",pid],...]
  *     registry  <ns>:~pending     [["resource","pending token"],...]
  *
@@ -41,6 +42,8 @@ export interface ResourceRecord {
    * the one here is stale.
    */
   readonly pending: string | undefined;
+  /** Referenced since the claim was handed out: a next lifetime began while it ran. */
+  readonly reopened: boolean;
 }
 
 export const EMPTY_RESOURCE: ResourceRecord = {
@@ -49,6 +52,7 @@ export const EMPTY_RESOURCE: ResourceRecord = {
   attempts: 0,
   claim: undefined,
   pending: undefined,
+  reopened: false,
 };
 
 export function encodeProcess(record: ProcessRecord): string {
@@ -78,14 +82,16 @@ export function encodeResource(record: ResourceRecord): string {
     a: record.attempts,
     ...(record.claim === undefined ? {} : { c: [record.claim.token, record.claim.expiresAt] }),
     ...(record.pending === undefined ? {} : { q: record.pending }),
+    ...(record.reopened ? { o: 1 } : {}),
   });
 }
 
 export function decodeResource(data: Buffer): ResourceRecord {
-  const { h, m, a, c, q } = parseObject(data, 'resource record') as Record<string, unknown>;
+  const { h, m, a, c, q, o } = parseObject(data, 'resource record') as Record<string, unknown>;
   if (!isStrings(h) || !isCount(m) || !isCount(a) || (q !== undefined && typeof q !== 'string')) {
     throw new SyntaxError('resource record lacks h, m or a');
   }
+  if (o !== undefined && o !== 1) throw new SyntaxError('bad o in resource record');
   let claim: ResourceRecord['claim'];
   if (c !== undefined) {
     const [token, expiresAt] = Array.isArray(c) ? (c as unknown[]) : [];
@@ -94,7 +100,7 @@ export function decodeResource(data: Buffer): ResourceRecord {
     }
     claim = { token, expiresAt };
   }
-  return { holders: h, timesModified: m, attempts: a, claim, pending: q };
+  return { holders: h, timesModified: m, attempts: a, claim, pending: q, reopened: o === 1 };
 }
 
 export function encodeHeld(resources: readonly string[]): string {

@@ -112,8 +112,8 @@ export class MemoryBackend implements Backend, ReferenceOperations {
     return Promise.resolve(this.references.extendClaim(claim, ttl));
   }
 
-  finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    return Promise.resolve(this.references.finishCompletion(claim));
+  finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    return Promise.resolve(this.references.finishCompletion(claim, seenModified));
   }
 
   abandonCompletion(claim: CompletionClaim): Promise<void> {

@@ -22,6 +22,8 @@ interface ResourceState {
   claim: { token: string; expiresAt: number } | undefined;
   /** No live holder is left: the completion must run (or is running). */
   completing: boolean;
+  /** Referenced since the claim was handed out: a next lifetime began while it ran. */
+  reopened: boolean;
 }
 
 export class ReferenceSpace {
@@ -79,7 +81,9 @@ export class ReferenceSpace {
 
   addReference(resource: string, processId: string): boolean {
     if (!this.isLive(processId, performance.now())) return false;
-    this.state(resource).holders.add(processId);
+    const state = this.state(resource);
+    state.holders.add(processId);
+    if (state.claim !== undefined) state.reopened = true;
     let held = this.heldBy.get(processId);
     if (held === undefined) {
       held = new Set();
@@ -130,18 +134,21 @@ export class ReferenceSpace {
     return true;
   }
 
-  finishCompletion(claim: CompletionClaim): boolean {
+  finishCompletion(claim: CompletionClaim, seenModified: number): boolean {
     const state = this.resources.get(claim.resource);
     if (state?.claim?.token !== claim.token) return false;
-    if (state.holders.size === 0) {
+    if (!state.reopened) {
       this.resources.delete(claim.resource);
-    } else {
-      // Holders that arrived while the completion ran start a new lifetime.
-      state.timesModified = 0;
-      state.attempts = 0;
-      state.claim = undefined;
-      state.completing = false;
+      return true;
     }
+    // Referenced while the completion ran: that next lifetime keeps its holders and what
+    // was modified beyond what the completion saw; ended already, it is due at once.
+    this.prune(state, performance.now());
+    state.timesModified = Math.max(0, state.timesModified - seenModified);
+    state.attempts = 0;
+    state.claim = undefined;
+    state.reopened = false;
+    state.completing = state.holders.size === 0;
     return true;
   }
 
@@ -190,6 +197,8 @@ export class ReferenceSpace {
   ): CompletionClaim {
     state.attempts += 1;
     state.completing = true;
+    // A claim is handed out only once no live holder is left: it covers all so far.
+    state.reopened = false;
     const token = randomUUID();
     state.claim = { token, expiresAt: now + claimTtl };
     return { resource, token, attempt: state.attempts };
@@ -225,6 +234,7 @@ export class ReferenceSpace {
         attempts: 0,
         claim: undefined,
         completing: false,
+        reopened: false,
       };
       this.resources.set(resource, state);
     }

@@ -389,8 +389,8 @@ export class RedisBackend implements Backend, ReferenceOperations {
     return this.references.extendClaim(claim, ttl);
   }
 
-  finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    return this.references.finishCompletion(claim);
+  finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    return this.references.finishCompletion(claim, seenModified);
   }
 
   abandonCompletion(claim: CompletionClaim): Promise<void> {

@@ -151,16 +151,22 @@ export class RedisClusterReferences extends RedisReferences {
     return true;
   }
 
-  override async finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    const claimUntil = await this.store.run(
+  override async finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    const reply = await this.store.run(
       this.scripts.finishResourceClaim,
       [referenceKey(this.namespace, claim.resource)],
-      [claim.resource, claim.token],
+      [claim.resource, claim.token, String(seenModified)],
       claim.resource,
     );
-    if (Number(claimUntil) === 0) return false;
-    // Drop the entry this claim wrote; one a newer lifetime wrote has a later score and stays.
-    await this.unqueue(claim.resource, String(claimUntil), []);
+    if (!Array.isArray(reply)) return false;
+    const [claimUntil, due] = this.store.expectArray(reply, 2, claim.resource);
+    if (Number(due) === 1) {
+      // A next lifetime began and ended while the completion ran: its completion is due.
+      await this.queue(claim.resource, '0', false);
+    } else {
+      // Drop the entry this claim wrote; one a newer lifetime wrote has a later score and stays.
+      await this.unqueue(claim.resource, String(claimUntil), []);
+    }
     return true;
   }
 

@@ -148,8 +148,8 @@ export class RedisReferences implements Omit<ReferenceOperations, 'beat'> {
     return this.onClaim(this.scripts.extendClaim, claim, [String(ttl)]);
   }
 
-  async finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    return this.onClaim(this.scripts.finishCompletion, claim, []);
+  async finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    return this.onClaim(this.scripts.finishCompletion, claim, [String(seenModified)]);
   }
 
   async abandonCompletion(claim: CompletionClaim): Promise<void> {

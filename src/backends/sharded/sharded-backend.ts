@@ -185,8 +185,8 @@ export class ShardedBackend implements Backend {
     return this.on(claim.resource).extendClaim(claim, ttl);
   }
 
-  finishCompletion(claim: CompletionClaim): Promise<boolean> {
-    return this.on(claim.resource).finishCompletion(claim);
+  finishCompletion(claim: CompletionClaim, seenModified: number): Promise<boolean> {
+    return this.on(claim.resource).finishCompletion(claim, seenModified);
   }
 
   abandonCompletion(claim: CompletionClaim): Promise<void> {

@@ -7,9 +7,11 @@ ARGV[1]  resource name
 ARGV[2]  process id
 
 Returns 1. A resource whose completion is running may gain holders
-meanwhile: they start its next lifetime (see finish-completion-1.lua).
+meanwhile: they start its next lifetime (see finish_here in
+includes/references.lua).
 ]]
 --- @include "includes/time.lua"
+--- @include "includes/references.lua"
 
-redis.call('HSET', KEYS[1], 'resource', ARGV[1], 'p:' .. ARGV[2], fmt(now_ms()))
+add_holder(KEYS[1], ARGV[1], ARGV[2], now_ms())
 return 1

@@ -9,7 +9,7 @@ ARGV[2]  process id
 Returns 1 when registered (again, if it already was), 0 when the process is
 not live (unknown, or its heartbeat ran out): it must take a new identity.
 A resource whose completion is running may gain holders meanwhile: they
-start its next lifetime (see finish-completion-2.lua).
+start its next lifetime (see finish_here in includes/references.lua).
 ]]
 --- @include "includes/time.lua"
 --- @include "includes/references.lua"
@@ -20,6 +20,6 @@ local now = now_ms()
 if not is_live(processes_key, process_id, now) then
   return 0
 end
-redis.call('HSET', ref_key, 'resource', name, 'p:' .. process_id, fmt(now))
+add_holder(ref_key, name, process_id, now)
 redis.call('SADD', held_key, name)
 return 1

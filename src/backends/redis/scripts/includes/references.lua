@@ -20,6 +20,8 @@ Layout (names in keys.ts):
                         completing  '1' once no live holder is left
                         claim, claimUntil  the completion claim: token, and
                                     the server ms it lapses (live while later)
+                        reopened    '1' once referenced since the claim: the
+                                    next lifetime began while it ran
 
 Redis Cluster: a resource script reads liveness from {ns}:processes (and
 writes {ns}:held:<id>, {ns}:pending:<kind>), which lie in another slot than
@@ -47,15 +49,20 @@ claim(ref_key, pending_key, name, token, ttl, now) -> {token, attempt}.
 
 Resource-side steps (touch only the resource's hash; used by the scripts
 above and, on their own, by the Cluster scripts):
+add_holder(ref_key, name, process_id, now) records a holder (marking the
+  resource reopened when a claim is out).
 holder_ids(ref_key) -> the process ids of the holders, dead ones included.
 drop_holders(ref_key, ids) deletes the holder fields of those processes.
 claim_here(ref_key, token, ttl, now) -> token, attempt, claimUntil: takes
   the completion claim (a new attempt of this lifetime).
 extend_claim_here(ref_key, token, ttl, now) -> claimUntil, or nil when the
   claim is not this token's.
-finish_here(ref_key, token) -> claimUntil, or nil when the claim is not this
-  token's: ends the lifetime (deletes the hash, or keeps the holders that
-  came meanwhile for the next lifetime).
+finish_here(ref_key, token, seen) -> claimUntil, due; or nil when the claim
+  is not this token's. Ends the lifetime the claim covered: deletes the hash,
+  unless it was referenced meanwhile (reopened): that next lifetime keeps its
+  holders and what was modified beyond `seen` (the count its completion was
+  given); due is true when it ended too (no holder left), so its completion
+  must be queued now.
 abandon_here(ref_key, token) -> true when this token held the claim, which
   is dropped.
 ]]
@@ -133,10 +140,20 @@ local function drop_holders(ref_key, ids)
   end
 end
 
+local function add_holder(ref_key, name, process_id, now)
+  if redis.call('HEXISTS', ref_key, 'claim') == 1 then
+    redis.call('HSET', ref_key, 'resource', name, 'p:' .. process_id, fmt(now), 'reopened', '1')
+  else
+    redis.call('HSET', ref_key, 'resource', name, 'p:' .. process_id, fmt(now))
+  end
+end
+
 local function claim_here(ref_key, token, ttl, now)
   local attempt = redis.call('HINCRBY', ref_key, 'attempts', 1)
   local claim_until = fmt(now + ttl)
   redis.call('HSET', ref_key, 'completing', '1', 'claim', token, 'claimUntil', claim_until)
+  -- Claimed only once no live holder is left: it covers every reference so far.
+  redis.call('HDEL', ref_key, 'reopened')
   return token, attempt, claim_until
 end
 
@@ -156,17 +173,28 @@ local function extend_claim_here(ref_key, token, ttl, now)
   return claim_until
 end
 
-local function finish_here(ref_key, token)
-  local current = redis.call('HMGET', ref_key, 'claim', 'claimUntil')
+local function finish_here(ref_key, token, seen)
+  local current = redis.call('HMGET', ref_key, 'claim', 'claimUntil', 'reopened', 'modified')
   if current[1] ~= token then
     return nil
   end
-  if #holder_ids(ref_key) > 0 then
-    redis.call('HDEL', ref_key, 'modified', 'attempts', 'completing', 'claim', 'claimUntil')
-  else
+  local claim_until = current[2] or '0'
+  -- (Holders without 'reopened': a hash written before that field existed.)
+  local holders = #holder_ids(ref_key)
+  if not current[3] and holders == 0 then
     redis.call('DEL', ref_key)
+    return claim_until, false
   end
-  return current[2] or '0'
+  local left = math.max(0, (tonumber(current[4]) or 0) - seen)
+  redis.call('HDEL', ref_key, 'modified', 'attempts', 'completing', 'claim', 'claimUntil', 'reopened')
+  if left > 0 then
+    redis.call('HSET', ref_key, 'modified', fmt(left))
+  end
+  if holders == 0 then
+    redis.call('HSET', ref_key, 'completing', '1')
+    return claim_until, true
+  end
+  return claim_until, false
 end
 
 local function abandon_here(ref_key, token)
