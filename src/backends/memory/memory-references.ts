@@ -45,8 +45,10 @@ export class ReferenceSpace {
     return true;
   }
 
-  /** Processes (live, or dead and not yet reaped) and resources, for `disref status`. */
-  /** Every process, and the resources whose name starts with `prefix`. */
+  /**
+   * For `disref status`: every process (live, or dead and not yet reaped), and
+   * the resources whose name starts with `prefix`.
+   */
   snapshot(prefix = ''): { references: ResourceView[]; processes: ProcessState[] } {
     const now = performance.now();
     const processes: ProcessState[] = [];

@@ -89,6 +89,14 @@ export async function takeSnapshot(prefix: string, source: SnapshotSource): Prom
     referenceKeys,
     skipUnreadable((refKey) => readReference(source, refKey)),
   );
+  // What holds grants back: the namespace's marker, or on a Cluster each slot's.
+  const quarantines = await mapLimited(
+    source.slotMarkers ? slotMarkerKeys : [markerKey(source.namespace)],
+    skipUnreadable(async (marker) =>
+      Number(await source.run(source.scripts.quarantineLeft, [marker], [], undefined)),
+    ),
+  );
+  const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
   const notes = [
     ...(incomplete === undefined ? [] : [incomplete]),
     ...(unreadable.length === 0
@@ -99,14 +107,6 @@ export async function takeSnapshot(prefix: string, source: SnapshotSource): Prom
             'delete them (DEL), or give disref a namespace of its own',
         ]),
   ];
-  // What holds grants back: the namespace's marker, or on a Cluster each slot's.
-  const quarantines = await mapLimited(
-    source.slotMarkers ? slotMarkerKeys : [markerKey(source.namespace)],
-    skipUnreadable(async (marker) =>
-      Number(await source.run(source.scripts.quarantineLeft, [marker], [], undefined)),
-    ),
-  );
-  const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
   // Hashed names could not be told apart by their keys: they are filtered once read.
   return {
     locks: locks.filter((lock): lock is LockState => lock?.key.startsWith(prefix) === true),
