@@ -139,7 +139,7 @@ for (const backend of backends) {
         await run.progress(5); // past the first-use quarantine
         for (let round = 0; round < rounds; round++) {
           // 1. A holder pauses past its lease (a GC pause, a frozen VM): its late write must be refused.
-          const paused = await run.holder((worker) => worker !== CUT_OFF);
+          const paused = await run.holderInLongSection((worker) => worker !== CUT_OFF);
           const lateWrite = run.waitFor(
             (event) =>
               event.worker === paused && (event.type === 'wrote' || event.type === 'write-refused'),
@@ -224,14 +224,7 @@ for (const backend of backends) {
       const run = await startRun(false);
       try {
         await run.progress(5);
-        // Paused between its read and its write: a long section (3 leases) makes room for
-        // the pause whatever the machine's load, where a short one may have written already.
-        const paused = await run.holder((worker) => worker !== CUT_OFF);
-        run.holdLongNext(paused);
-        await run.waitFor(
-          (event) => event.type === 'read' && event.worker === paused && event.long,
-          30_000,
-        );
+        const paused = await run.holderInLongSection((worker) => worker !== CUT_OFF);
         const lateWrite = run.waitFor(
           (event) => event.worker === paused && event.type === 'wrote',
           FAULT_LENGTH + 10_000,

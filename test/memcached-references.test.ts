@@ -22,6 +22,7 @@ import { markNamespaceFresh } from '../src/backends/memcached/epoch-guard.js';
 import { itemName } from '../src/backends/memcached/keys.js';
 import { CLOCK_TOLERANCE, MemcachedBackend } from '../src/backends/memcached/memcached-backend.js';
 import { MemcachedServer, memcachedUnavailable } from './harness/memcached-server.js';
+import { eventually } from './harness/eventually.js';
 
 const unavailable = memcachedUnavailable();
 const requireServers = process.env.DISREF_REQUIRE_SERVERS === '1';
@@ -45,20 +46,6 @@ function shuffled<T>(items: readonly T[]): T[] {
     [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
   }
   return copy;
-}
-
-/** Waits until `condition` holds, polling; fails after `ms`. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (performance.now() < deadline) {
-    if (await condition()) return;
-    await sleep(25);
-  }
-  assert.fail(`not within ${String(ms)} ms: ${what}`);
 }
 
 /** A worker process (test/fixtures/memcached-reference-worker.ts) and its replies. */

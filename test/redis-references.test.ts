@@ -29,6 +29,7 @@ import { RedisBackend } from '../src/backends/redis/redis-backend.js';
 import { readLog, ReferenceWorker as Worker } from './harness/reference-workers.js';
 import { RedisServer, redisUnavailable } from './harness/servers.js';
 import { markNamespaceFresh } from './harness/targets.js';
+import { eventually } from './harness/eventually.js';
 
 const unavailable = redisUnavailable();
 const requireServers = process.env.DISREF_REQUIRE_SERVERS === '1';
@@ -42,20 +43,6 @@ const INFO = { host: 'test-host', pid: 4242 } as const;
 
 if (unavailable !== undefined && !requireServers) {
   console.warn(`\n*** SKIPPING the Redis reference tests: ${unavailable} ***\n`);
-}
-
-/** Waits until `condition` holds, polling; fails after `ms`. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await sleep(25);
-  }
-  assert.fail(`not within ${String(ms)} ms: ${what}`);
 }
 
 describe('redis references', { skip: !requireServers && unavailable }, () => {

@@ -14,23 +14,10 @@ import {
 } from '../../src/index.js';
 import type { BackendTarget } from '../harness/targets.js';
 import { Instances } from './instances.js';
+import { eventually } from '../harness/eventually.js';
 
 /** Fast liveness so crash recovery happens within a test. */
 const FAST = { heartbeatInterval: 50, processTtl: 250 } as const;
-
-/** Waits until `condition` holds, polling; fails after `ms`. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  ms: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await sleep(20);
-  }
-  assert.fail(`not within ${String(ms)} ms: ${what}`);
-}
 
 export function referenceConformance(target: BackendTarget): void {
   const made = new Instances(target, 'r');

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { stopProcess } from '../harness/servers.js';
+import { stopProcess } from '../harness/server-process.js';
 import type { WorkerEvent } from './checker.js';
 
 const workerPath = fileURLToPath(new URL('./lock-worker.ts', import.meta.url));
@@ -115,6 +115,22 @@ export class LockRun {
       (candidate) => candidate.type === 'read' && which(candidate.worker),
     );
     return event.worker;
+  }
+
+  /**
+   * Names a worker (accepted by `which`) once it has read inside a long
+   * section (3 leases): a pause from now on falls between its read and its
+   * write, however loaded the machine is, where a 5 ms section may already
+   * have written by the time its read is seen here.
+   */
+  async holderInLongSection(which: (worker: number) => boolean): Promise<number> {
+    const worker = await this.holder(which);
+    this.holdLongNext(worker);
+    await this.waitFor(
+      (event) => event.type === 'read' && event.worker === worker && event.long,
+      30_000,
+    );
+    return worker;
   }
 
   /** Tells `worker` to make its next section long (3 leases, extended). */

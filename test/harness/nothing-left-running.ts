@@ -19,6 +19,59 @@ interface Describable {
   readonly constructor: { readonly name: string };
 }
 
+/**
+ * Where each timer made by the global `setTimeout` / `setInterval` was made,
+ * until it fires (once) or is cleared, so that a timer left behind is named
+ * by its creator. (`node:timers/promises` timers are not seen: they show as
+ * "a timer".)
+ */
+const timerOrigins = new Map<NodeJS.Timeout, string>();
+
+function origin(): string {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 6;
+  const stack = new Error().stack ?? '';
+  Error.stackTraceLimit = limit;
+  // The frames below this file: where the timer was asked for.
+  const frames = stack
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim());
+  return frames
+    .filter((frame) => !frame.includes('nothing-left-running'))
+    .slice(0, 3)
+    .map((frame) => frame.replace(/^at /, '').replace(`${process.cwd()}/`, ''))
+    .join(' <- ');
+}
+
+function track(kind: 'setTimeout' | 'setInterval'): void {
+  const real = globalThis[kind];
+  const tracked = (callback: (...args: unknown[]) => void, ms?: number, ...args: unknown[]) => {
+    const timer = real(
+      (...given: unknown[]) => {
+        if (kind === 'setTimeout') timerOrigins.delete(timer);
+        callback(...given);
+      },
+      ms,
+      ...args,
+    );
+    timerOrigins.set(timer, origin());
+    return timer;
+  };
+  // Keep what else the real function carries (util.promisify.custom).
+  Object.assign(tracked, real);
+  (globalThis as Record<string, unknown>)[kind] = tracked;
+}
+track('setTimeout');
+track('setInterval');
+for (const kind of ['clearTimeout', 'clearInterval'] as const) {
+  const real = globalThis[kind];
+  (globalThis as Record<string, unknown>)[kind] = (timer?: NodeJS.Timeout | string | number) => {
+    if (typeof timer === 'object') timerOrigins.delete(timer);
+    real(timer);
+  };
+}
+
 /** What keeps the process alive now, described; the test runner's own stdio excluded. */
 function keepingAlive(): string[] {
   const stdio = new Set<unknown>([process.stdin, process.stdout, process.stderr]);
@@ -28,7 +81,15 @@ function keepingAlive(): string[] {
     .map(describe);
   // Only referenced timers are counted here: unref'd ones never hold the process.
   const timers = process.getActiveResourcesInfo().filter((name) => name === 'Timeout');
-  return [...handles, ...timers.map(() => 'a timer')];
+  const known = [...timerOrigins]
+    .filter(([timer]) => timer.hasRef())
+    .map(([, where]) => `a timer made at ${where}`);
+  const unknown = Math.max(0, timers.length - known.length);
+  return [
+    ...handles,
+    ...known.slice(0, timers.length),
+    ...Array.from({ length: unknown }, () => 'a timer'),
+  ];
 }
 
 function describe(handle: Describable): string {

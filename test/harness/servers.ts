@@ -2,15 +2,16 @@
  * Real store servers for tests: `redis-server` processes on free loopback
  * ports, without persistence, in a temporary directory, with a readiness
  * wait, and helpers for outages (stop, restart on the same port, pause with
- * SIGSTOP). Every server started here is killed when the process exits.
+ * SIGSTOP; see `server-process.ts`), plus binary lookup, free ports and TLS
+ * files for every harness.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
+import { ServerProcess } from './server-process.js';
 
 /** Path of `name` on PATH (or in /usr/bin, /usr/local/bin), or undefined. */
 export function findBinary(name: string): string | undefined {
@@ -50,35 +51,6 @@ export async function freePort(): Promise<number> {
     });
   });
 }
-
-/**
- * Sends SIGSTOP to `child` and returns once the kernel reports it stopped
- * (state T in /proc), at most about 1 s later: a request sent right after
- * must not be answered by a server that has not stopped yet.
- */
-export function stopProcess(child: ChildProcess): void {
-  child.kill('SIGSTOP');
-  const pid = child.pid;
-  if (pid === undefined) return;
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (let i = 0; i < 200; i++) {
-    let state: string | undefined;
-    try {
-      // /proc/PID/stat: "pid (name) STATE ..."; the name may hold spaces, so read after ')'.
-      const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
-      state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    } catch {
-      return; // no /proc here: nothing better to wait for
-    }
-    if (state === 'T' || state === 't') return;
-    Atomics.wait(pause, 0, 0, 5);
-  }
-}
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
 
 /** PEM files for a TLS test server: a throw-away CA and a certificate for 127.0.0.1 / localhost. */
 export interface TlsFiles {
@@ -141,18 +113,15 @@ export function makeTlsFiles(directory: string): TlsFiles | undefined {
 }
 
 /** One `redis-server` process on a fixed loopback port. */
-export class RedisServer {
-  readonly port: number;
+export class RedisServer extends ServerProcess {
   /** Set when the server speaks TLS only (its port is then a `--tls-port`). */
   readonly tls: TlsFiles | undefined;
   /** Extra `redis-server` arguments, kept for restarts (e.g. `--cluster-enabled yes`). */
   private readonly args: readonly string[];
   private readonly directory: string;
-  private child: ChildProcess | undefined;
-  private paused = false;
 
   private constructor(port: number, tls: TlsFiles | undefined, args: readonly string[]) {
-    this.port = port;
+    super(port);
     this.tls = tls;
     this.args = args;
     this.directory = mkdtempSync(join(tmpdir(), 'disref-redis-'));
@@ -171,48 +140,14 @@ export class RedisServer {
     return server;
   }
 
-  /** Whether the process runs (started and not stopped). */
-  get running(): boolean {
-    return this.child !== undefined;
-  }
-
   get url(): string {
     return `${this.tls === undefined ? 'redis' : 'rediss'}://127.0.0.1:${String(this.port)}`;
-  }
-
-  /** Stops the server (SIGKILL: no chance to save anything, like a crash). */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (child === undefined) return;
-    this.child = undefined;
-    const exited = new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve();
-      else child.once('exit', () => resolve());
-    });
-    child.kill('SIGKILL');
-    this.paused = false;
-    await exited;
-    running.delete(child);
   }
 
   /** Starts the server again on the same port, with no data (no persistence). */
   async restart(): Promise<void> {
     await this.stop();
     await this.startProcess();
-  }
-
-  /** Freezes the server (SIGSTOP): connections stay open but nothing answers. */
-  pause(): void {
-    if (this.child === undefined || this.paused) return;
-    stopProcess(this.child);
-    this.paused = true;
-  }
-
-  /** Resumes a paused server (SIGCONT). */
-  resume(): void {
-    if (this.child === undefined || !this.paused) return;
-    this.child.kill('SIGCONT');
-    this.paused = false;
   }
 
   /** Stops the server and removes its directory. */
@@ -232,7 +167,7 @@ export class RedisServer {
             ...['--tls-cert-file', this.tls.cert, '--tls-key-file', this.tls.key],
             ...['--tls-ca-cert-file', this.tls.ca],
           ];
-    const child = spawn(
+    await this.launch(
       binary,
       [
         ...listen,
@@ -240,22 +175,8 @@ export class RedisServer {
         ...['--dir', this.directory, '--loglevel', 'warning'],
         ...this.args,
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      () => ping(this.port, this.tls),
     );
-    running.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    this.child = child;
-    const deadline = performance.now() + 10_000;
-    while (!(await ping(this.port, this.tls))) {
-      if (child.exitCode !== null || performance.now() > deadline) {
-        await this.stop();
-        throw new Error(`redis-server on port ${String(this.port)} did not start: ${stderr}`);
-      }
-      await sleep(20);
-    }
   }
 }
 
