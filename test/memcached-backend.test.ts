@@ -331,6 +331,29 @@ describe('memcached backend', { skip: skip ? (unavailable ?? true) : false }, ()
     }
   });
 
+  it('status lists what it can when a server of the pool does not answer, naming it', async () => {
+    const { servers, join, dispose } = await cluster(2);
+    try {
+      const disref = await join();
+      const registry = backendOf(disref).registryAddress;
+      const down = servers.find((server) => server.address !== registry);
+      assert.ok(down !== undefined);
+      await down.stop();
+      const snapshot = await disref.backend.snapshot();
+      assert.ok(
+        snapshot.processes.some(({ id }) => id === disref.id),
+        'processes still listed',
+      );
+      assert.match(
+        snapshot.incomplete ?? '',
+        new RegExp(`quarantine of ${down.address} could not be read`),
+      );
+      await disref.close();
+    } finally {
+      await dispose();
+    }
+  });
+
   it('leaves no sockets or timers behind after close()', async () => {
     const { join, dispose } = await cluster(2);
     const live = new Map<number, string>();

@@ -335,16 +335,26 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
     const { processes } = registered;
     const references = registered.references.filter(({ resource }) => resource.startsWith(prefix));
     const locks = await Promise.all(references.map(({ resource }) => this.inspect(resource)));
-    // Each server quarantines the keys it serves: the longest holds some grants back.
-    const quarantines = await this.wrap(undefined, () =>
-      Promise.all(this.client.servers.map((server) => this.guard.quarantineLeft(server))),
+    // Each server quarantines the keys it serves: the longest holds some grants back. A server
+    // that does not answer is named, rather than failing the whole listing.
+    const unanswered: string[] = [];
+    const quarantines = await Promise.all(
+      this.client.servers.map((server) =>
+        this.guard.quarantineLeft(server).catch(() => {
+          unanswered.push(server.address);
+          return undefined;
+        }),
+      ),
     );
     const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
     return {
       locks: locks.filter((lock): lock is LockState => lock !== null),
       references,
       processes,
-      incomplete: SNAPSHOT_GAPS,
+      incomplete:
+        unanswered.length === 0
+          ? SNAPSHOT_GAPS
+          : `${SNAPSHOT_GAPS}; the data-loss quarantine of ${unanswered.join(', ')} could not be read`,
       quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
     };
   }
