@@ -29,11 +29,13 @@ import {
   slotMarkerKey,
 } from '../src/backends/redis/keys.js';
 import { RedisBackend } from '../src/backends/redis/redis-backend.js';
+import { disarmSlotRefresh } from '../src/backends/redis/client.js';
 import { luaScripts } from '../src/backends/redis/scripts.js';
 import { keySlot } from '../src/backends/redis/slots.js';
 import { BackendError, connect, LockLostError, type Disref } from '../src/index.js';
 import { assertNoOverlap, runCounterWorkers } from './harness/counter-workers.js';
 import {
+  closeCluster,
   RedisCluster,
   redisClusterUnavailable,
   type ClusterNode,
@@ -145,8 +147,8 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
   after(async () => {
     await Promise.all(open.map((disref) => disref.close()));
     await Promise.all(backends.map((backend) => backend.close()));
-    for (const client of clients) client.disconnect();
-    admin.disconnect();
+    for (const client of clients) closeCluster(client);
+    closeCluster(admin);
     await cluster.dispose();
   });
 
@@ -275,7 +277,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     await backend.removeProcess('broadcaster');
     await backend.close();
     assert.equal(client.status, 'ready', 'a client passed in stays open');
-    client.disconnect();
+    closeCluster(client);
   });
 
   it('runs its scripts on nodes that lost their script cache (NOSCRIPT, then EVAL on that node)', async () => {
@@ -387,6 +389,37 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     await Promise.all(leases.map((lease) => lease.release()));
   });
 
+  it('leaves no slot-refresh timer when closed while a periodic slot refresh is under way', async () => {
+    // ioredis re-arms its periodic refresh when one under way at close ends afterwards;
+    // quitIoredis() (every Cluster disref closes) and closeCluster() end with disarmSlotRefresh().
+    const client = await ownClient();
+    const internals = client as unknown as {
+      isRefreshing: boolean;
+      slotsTimer: NodeJS.Timeout | null;
+      refreshSlotsCache(callback?: () => void): void;
+    };
+    const refresh = internals.refreshSlotsCache.bind(client);
+    // Closed as quitIoredis() ends, in the same turn as the next periodic refresh (every
+    // second for this client) starts: that refresh surely ends after the close.
+    const closed = new Promise<void>((resolve) => {
+      internals.refreshSlotsCache = (callback) => {
+        refresh(callback);
+        internals.refreshSlotsCache = refresh;
+        assert.ok(internals.isRefreshing);
+        client.disconnect();
+        disarmSlotRefresh(client);
+        resolve();
+      };
+    });
+    await closed;
+    const deadline = performance.now() + 5_000;
+    while (internals.isRefreshing && performance.now() < deadline) await sleep(5);
+    await sleep(50);
+    const rearmed = internals.slotsTimer !== null;
+    closeCluster(client); // (ends the refresh loop, should the check fail)
+    assert.equal(rearmed, false, 'the periodic slot refresh was re-armed after close');
+  });
+
   it('uses an ioredis Cluster passed in, and never closes it', async () => {
     const namespace = await freshNamespace();
     const client = await ownClient();
@@ -406,7 +439,7 @@ describe('redis cluster', { skip: !requireServers && unavailable }, () => {
     await disref.close();
     assert.equal(client.status, 'ready', 'the client is still open');
     assert.equal(await client.get('anything'), null, 'and usable');
-    client.disconnect();
+    closeCluster(client);
   });
 
   it('closes every connection it opened (node connections, sharded subscribers) on close()', async () => {

@@ -7,7 +7,7 @@
 import type { Cluster } from 'ioredis';
 import { connect } from '../../src/index.js';
 import { markerKey } from '../../src/backends/redis/keys.js';
-import { RedisCluster, redisClusterUnavailable } from './redis-cluster.js';
+import { closeCluster, RedisCluster, redisClusterUnavailable } from './redis-cluster.js';
 import type { BackendTarget } from './targets.js';
 
 /**
@@ -52,7 +52,7 @@ export function redisClusterTarget(): BackendTarget {
       await cluster?.flushAll();
     },
     teardown: async () => {
-      admin?.disconnect();
+      if (admin !== undefined) closeCluster(admin);
       await cluster?.dispose();
     },
   };

@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
+import { disarmSlotRefresh } from '../../src/backends/redis/client.js';
 import { findBinary, RedisServer } from './servers.js';
 
 const run = promisify(execFile);
@@ -95,7 +96,7 @@ export class RedisCluster {
     return this.nodes.map(({ port }) => ({ host: '127.0.0.1', port }));
   }
 
-  /** An admin ioredis Cluster client (the caller disconnects it). */
+  /** An admin ioredis Cluster client (the caller closes it with {@link closeCluster}). */
   client(): Cluster {
     return new Cluster(this.seeds, { lazyConnect: true, slotsRefreshInterval: 1_000 });
   }
@@ -212,4 +213,13 @@ export class RedisCluster {
       redis.disconnect();
     }
   }
+}
+
+/**
+ * Disconnects an ioredis Cluster the tests made, including the periodic slot
+ * refresh ioredis re-arms when one was under way (see `disarmSlotRefresh`).
+ */
+export function closeCluster(client: Cluster): void {
+  client.disconnect();
+  disarmSlotRefresh(client);
 }

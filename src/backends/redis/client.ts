@@ -285,12 +285,30 @@ export async function quitIoredis(client: {
   quit(): Promise<unknown>;
   disconnect(): void;
 }): Promise<void> {
-  if (client.status !== 'ready') {
-    client.disconnect();
-    return;
+  if (client.status === 'ready') {
+    await withDeadline(client.quit(), QUIT_TIMEOUT).catch(() => undefined);
   }
-  await withDeadline(client.quit(), QUIT_TIMEOUT).catch(() => undefined);
   client.disconnect();
+  disarmSlotRefresh(client);
+}
+
+/**
+ * ioredis (6.0): a Cluster whose periodic slot refresh (`slotsRefreshInterval`) is
+ * under way when it is closed re-arms that refresh once it ends; the timer then
+ * keeps the process alive, refreshing a closed cluster forever. Closing it once
+ * more after that refresh clears the timer again. No-op for anything else.
+ */
+export function disarmSlotRefresh(client: { disconnect(): void }): void {
+  const cluster = client as {
+    readonly isRefreshing?: boolean;
+    refreshSlotsCache?: (callback: () => void) => void;
+  };
+  if (cluster.isRefreshing === true && typeof cluster.refreshSlotsCache === 'function') {
+    // Queued behind the callback that re-arms the timer: it runs after it.
+    cluster.refreshSlotsCache(() => {
+      client.disconnect();
+    });
+  }
 }
 
 function nodeRedisConnection(client: NodeRedisClient): RedisConnection {
