@@ -25,11 +25,15 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { RedisServer, redisUnavailable } from '../test/harness/servers.js';
 import { RedisServerSet } from '../test/harness/redis-set-target.js';
 import { markNamespaceFresh } from '../test/harness/targets.js';
-import { RedisCluster, redisClusterUnavailable } from '../test/harness/redis-cluster.js';
+import {
+  closeCluster,
+  RedisCluster,
+  redisClusterUnavailable,
+} from '../test/harness/redis-cluster.js';
 import { markClusterNamespaceFresh } from '../test/harness/redis-cluster-target.js';
 
 const { values } = parseArgs({
@@ -240,7 +244,7 @@ const setups: Setup[] = [
   },
 ];
 let cluster: RedisCluster | undefined;
-let clusterAdmin: { disconnect(): void } | undefined;
+let clusterAdmin: Cluster | undefined;
 const clusterAdmins: Redis[] = [];
 if (redisClusterUnavailable() === undefined) {
   cluster = await RedisCluster.start({ primaries: 3 });
@@ -289,7 +293,7 @@ try {
   console.log(`\n${table(medians)}\n(median of ${String(ROUNDS)} run(s) per setup)`);
 } finally {
   for (const admin of clusterAdmins) admin.disconnect();
-  clusterAdmin?.disconnect();
+  if (clusterAdmin !== undefined) closeCluster(clusterAdmin);
   await cluster?.dispose();
   await set.dispose();
 }
