@@ -201,6 +201,17 @@ export interface StoreSnapshot {
   readonly quarantineLeft: number | undefined;
 }
 
+/**
+ * The longest of the quarantines left on the servers of one store (ms; undefined
+ * or 0: none there), as `StoreSnapshot.quarantineLeft`: undefined when none holds.
+ */
+export function longestQuarantine(
+  lefts: readonly (number | null | undefined)[],
+): number | undefined {
+  const longest = Math.max(0, ...lefts.map((left) => left ?? 0));
+  return longest > 0 ? longest : undefined;
+}
+
 /** A claim on running a resource's completion; only its holder may finish it. */
 export interface CompletionClaim {
   readonly resource: string;

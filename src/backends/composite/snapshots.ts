@@ -4,7 +4,7 @@
  * way (processes, and what could not be read).
  * @module
  */
-import type { ProcessState, StoreSnapshot } from '../../backend.js';
+import { longestQuarantine, type ProcessState, type StoreSnapshot } from '../../backend.js';
 import { BackendError } from '../../errors.js';
 import { describeMemberFailure, gather } from './fan-out.js';
 import { memberAt, type Member } from './liveness.js';
@@ -87,6 +87,5 @@ export function quarantineLeftOf(
   needed: number = taken.length,
 ): number | undefined {
   const lefts = taken.map(({ snapshot }) => snapshot.quarantineLeft ?? 0).sort((a, b) => a - b);
-  const left = lefts[Math.min(needed, lefts.length) - 1] ?? 0;
-  return left > 0 ? left : undefined;
+  return longestQuarantine(lefts.slice(0, needed));
 }

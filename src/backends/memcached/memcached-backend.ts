@@ -44,6 +44,7 @@ import type {
   ReleaseListener,
   StoreSnapshot,
 } from '../../backend.js';
+import { longestQuarantine } from '../../backend.js';
 import type { HostPort } from '../../config.js';
 import { BackendError, InvalidArgumentError } from '../../errors.js';
 import { casPause, MAX_CAS_ATTEMPTS } from './cas.js';
@@ -346,7 +347,6 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
         }),
       ),
     );
-    const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
     return {
       locks: locks.filter((lock): lock is LockState => lock !== null),
       references,
@@ -355,7 +355,7 @@ export class MemcachedBackend implements Backend, ReferenceOperations {
         unanswered.length === 0
           ? SNAPSHOT_GAPS
           : `${SNAPSHOT_GAPS}; the data-loss quarantine of ${unanswered.join(', ')} could not be read`,
-      quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
+      quarantineLeft: longestQuarantine(quarantines),
     };
   }
 

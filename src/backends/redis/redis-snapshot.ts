@@ -13,6 +13,7 @@ import type {
   ResourceState,
   StoreSnapshot,
 } from '../../backend.js';
+import { longestQuarantine } from '../../backend.js';
 import { BackendError } from '../../errors.js';
 import { markerKey, namespacePrefix, processesKey } from './keys.js';
 import { isUnreadableData } from './client.js';
@@ -96,7 +97,6 @@ export async function takeSnapshot(prefix: string, source: SnapshotSource): Prom
       Number(await source.run(source.scripts.quarantineLeft, [marker], [], undefined)),
     ),
   );
-  const quarantineLeft = Math.max(0, ...quarantines.map((left) => left ?? 0));
   const notes = [
     ...(incomplete === undefined ? [] : [incomplete]),
     ...(unreadable.length === 0
@@ -115,7 +115,7 @@ export async function takeSnapshot(prefix: string, source: SnapshotSource): Prom
     ),
     processes: await readProcesses(source),
     incomplete: notes.length === 0 ? undefined : notes.join('; '),
-    quarantineLeft: quarantineLeft > 0 ? quarantineLeft : undefined,
+    quarantineLeft: longestQuarantine(quarantines),
   };
 }
 
