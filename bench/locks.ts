@@ -41,7 +41,7 @@ const PEER_RETRIES = quick ? [10] : [2, 10, 50];
 /** Runs of each configuration per scenario; each is represented by its median run. */
 const ROUNDS = quick ? 1 : 5;
 /** Peers' retry interval where it never comes into play (uncontended). */
-const UNCONTENDED_RETRY = [10];
+const UNCONTENDED_RETRY = 10;
 const PEERS: readonly Library[] = ['redlock', 'redis-semaphore'];
 /**
  * Run on one contended key besides the peers: disref fair and unfair, and the
@@ -79,31 +79,28 @@ function spreadOf(counts: readonly number[]): number {
   return min === 0 ? Infinity : Math.max(...counts) / min;
 }
 
-/** One caller, `n` acquire+release pairs in sequence. */
-async function oneCaller(locker: Locker, n: number): Promise<Omit<Row, 'scenario' | 'library'>> {
-  const latencies: number[] = [];
-  let key = 0;
-  for (let i = 0; i < Math.min(200, n); i++)
-    await locker.withLock(`solo-${String(i)}`, () => Promise.resolve());
-  const started = performance.now();
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await locker.withLock(`solo-${String(key++ % 64)}`, () => Promise.resolve());
-    latencies.push(performance.now() - t0);
-  }
-  return {
-    opsPerSecond: n / ((performance.now() - started) / 1000),
-    ...percentiles(latencies),
-    spread: undefined,
-  };
+/** What one stretch of an uncontended run did: completions per caller, time, pair latencies. */
+interface Block {
+  readonly counts: readonly number[];
+  readonly elapsedMs: number;
+  readonly latencies: readonly number[];
 }
 
-/** `callers` concurrent loops on distinct keys over one connection, for DURATION. */
-async function distinctKeys(
-  locker: Locker,
-  callers: number,
-): Promise<Omit<Row, 'scenario' | 'library'>> {
-  const until = performance.now() + DURATION;
+/** `pairs` acquire+release pairs in sequence by one caller, over 64 keys. */
+async function sequentialPairs(locker: Locker, pairs: number): Promise<Block> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  for (let i = 0; i < pairs; i++) {
+    const t0 = performance.now();
+    await locker.withLock(`solo-${String(i % 64)}`, () => Promise.resolve());
+    latencies.push(performance.now() - t0);
+  }
+  return { counts: [pairs], elapsedMs: performance.now() - started, latencies };
+}
+
+/** `callers` concurrent loops on distinct keys over one connection, for `ms`. */
+async function concurrentLoops(locker: Locker, callers: number, ms: number): Promise<Block> {
+  const until = performance.now() + ms;
   const latencies: number[] = [];
   const started = performance.now();
   const counts = await Promise.all(
@@ -118,12 +115,31 @@ async function distinctKeys(
       return count;
     }),
   );
-  const total = counts.reduce((a, b) => a + b, 0);
+  return { counts, elapsedMs: performance.now() - started, latencies };
+}
+
+/** A row's figures from what a contender did (one block, or the sum of its blocks). */
+function figures(block: Block): Omit<Row, 'scenario' | 'library'> {
+  const completions = block.counts.reduce((a, b) => a + b, 0);
   return {
-    opsPerSecond: total / ((performance.now() - started) / 1000),
-    ...percentiles(latencies),
-    spread: spreadOf(counts),
+    opsPerSecond: completions / (block.elapsedMs / 1000),
+    ...percentiles(block.latencies),
+    spread: block.counts.length > 1 ? spreadOf(block.counts) : undefined,
   };
+}
+
+/** One caller, `n` acquire+release pairs in sequence (after 200 to warm up). */
+async function oneCaller(locker: Locker, n: number): Promise<Omit<Row, 'scenario' | 'library'>> {
+  await sequentialPairs(locker, Math.min(200, n));
+  return figures(await sequentialPairs(locker, n));
+}
+
+/** `callers` concurrent loops on distinct keys over one connection, for DURATION. */
+async function distinctKeys(
+  locker: Locker,
+  callers: number,
+): Promise<Omit<Row, 'scenario' | 'library'>> {
+  return figures(await concurrentLoops(locker, callers, DURATION));
 }
 
 /** `workers` connections in this process take one key in turn for DURATION, holding it `holdMs`. */
@@ -283,6 +299,69 @@ async function lockers(
 
 async function closeAll(all: readonly Locker[]): Promise<void> {
   await Promise.all(all.map((locker) => locker.close()));
+}
+
+/** Uncontended blocks: BLOCKS per contender, each BLOCK_PAIRS pairs (one caller) or BLOCK_MS long. */
+const BLOCKS = quick ? 8 : 40;
+const BLOCK_PAIRS = 100;
+const BLOCK_MS = 300;
+
+/**
+ * An uncontended scenario measured in short blocks that take turns: every
+ * contender opens its locker once and warms it up, then the contenders run
+ * one block each, in an order that rotates every turn, BLOCKS turns. This
+ * machine's speed drifts over seconds, by up to 2× (CPU steal, wake-up
+ * latency), which runs of a second or more per contender read as differences
+ * between them; a block lasts about a tenth of a second, so every contender
+ * meets every phase alike. A row sums a contender's blocks: its completions
+ * over its time, its percentiles over all its pairs.
+ */
+async function pairedBlocks(
+  scenario: string,
+  ours: readonly Library[],
+  url: string,
+  block: (locker: Locker, warmUp: boolean) => Promise<Block>,
+): Promise<Row[]> {
+  const contenders = [
+    ...ours.map((library) => ({ library, retry: 50, label: label(library) })),
+    ...PEERS.map((library) => ({
+      library,
+      retry: UNCONTENDED_RETRY,
+      label: label(library, UNCONTENDED_RETRY),
+    })),
+  ];
+  const opened = await Promise.all(
+    contenders.map((contender) => makeLocker(contender.library, url, contender.retry)),
+  );
+  try {
+    for (const locker of opened) await block(locker, true);
+    const sums = opened.map(() => ({
+      counts: [] as number[],
+      elapsedMs: 0,
+      latencies: [] as number[],
+    }));
+    for (let turn = 0; turn < BLOCKS; turn++) {
+      for (let i = 0; i < opened.length; i++) {
+        const index = (i + turn) % opened.length;
+        const locker = opened[index];
+        const sum = sums[index];
+        if (locker === undefined || sum === undefined) continue;
+        const result = await block(locker, false);
+        sum.elapsedMs += result.elapsedMs;
+        result.counts.forEach((count, caller) => {
+          sum.counts[caller] = (sum.counts[caller] ?? 0) + count;
+        });
+        sum.latencies.push(...result.latencies);
+      }
+    }
+    return contenders.map((contender, i) => ({
+      scenario,
+      library: contender.label,
+      ...figures(sums[i] ?? { counts: [], elapsedMs: 0, latencies: [] }),
+    }));
+  } finally {
+    await closeAll(opened);
+  }
 }
 
 /** One configuration of a scenario: how it shows in the table, and one run of it. */
@@ -453,33 +532,17 @@ async function onRedis(asyncMutexOneMs: Row | undefined): Promise<Section> {
   try {
     await fresh();
     rows.push(
-      ...(await compare(
+      ...(await pairedBlocks(
         '1 caller',
         ['floor', 'disref', 'disref-unfair'],
-        async (library, retry) => {
-          const locker = await makeLocker(library, url, retry);
-          try {
-            return await oneCaller(locker, SEQUENTIAL);
-          } finally {
-            await locker.close();
-          }
-        },
-        UNCONTENDED_RETRY,
+        url,
+        (locker, warmUp) => sequentialPairs(locker, warmUp ? 200 : BLOCK_PAIRS),
       )),
-    );
-    rows.push(
-      ...(await compare(
+      ...(await pairedBlocks(
         '64 callers, distinct keys',
         ['floor', 'disref', 'disref-unfair'],
-        async (library, retry) => {
-          const locker = await makeLocker(library, url, retry);
-          try {
-            return await distinctKeys(locker, 64);
-          } finally {
-            await locker.close();
-          }
-        },
-        UNCONTENDED_RETRY,
+        url,
+        (locker, warmUp) => concurrentLoops(locker, 64, warmUp ? 500 : BLOCK_MS),
       )),
     );
     for (const [workers, holdMs] of [
@@ -692,7 +755,11 @@ function markdownReport(sections: readonly Section[]): string {
     'machine at the same time may have shared them too, so absolute figures are low and vary between runs;',
     'compare the ratios. "p50/p99" are waits for the lock (uncontended rows: the whole pair);',
     '"most/fewest" is the most completions of one worker divided by the fewest (∞: a worker starved).',
-    `Each scenario runs every contender ${String(ROUNDS)} times, interleaved in an order that rotates each round,`,
+    'The uncontended Redis rows (1 caller, 64 callers) keep every contender connected and let them take',
+    `turns in short blocks (${String(BLOCK_PAIRS)} pairs, or ${String(BLOCK_MS)} ms), ${String(BLOCKS)} turns in an order that rotates every turn;`,
+    "a row is the sum of a contender's blocks. This machine's speed drifts by up to 2× over seconds, and",
+    'blocks of a tenth of a second meet every phase alike, where runs of seconds read the drift as differences.',
+    `Every other scenario runs every contender ${String(ROUNDS)} times, interleaved in an order that rotates each round,`,
     "and each row is that contender's median run (by ops/s), so a busy moment of the machine hits all alike.",
     'Peers poll: where they can meet contention each runs at several retry intervals and its best median is',
     'kept, named with the interval (uncontended, the interval never comes into play: one is run).',
