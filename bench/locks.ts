@@ -31,6 +31,7 @@ import { markMemcachedNamespaceFresh } from '../test/harness/memcached-target.js
 import { RedisServer, findBinary, redisUnavailable } from '../test/harness/servers.js';
 import { markNamespaceFresh } from '../test/harness/targets.js';
 import { label, makeLocker, type Library, type Locker } from './peers.js';
+import { inTurns } from './turns.js';
 
 const quick = process.argv.includes('--quick');
 // Short runs, many rounds: this machine's speed drifts over tens of seconds, and
@@ -340,20 +341,17 @@ async function pairedBlocks(
       elapsedMs: 0,
       latencies: [] as number[],
     }));
-    for (let turn = 0; turn < BLOCKS; turn++) {
-      for (let i = 0; i < opened.length; i++) {
-        const index = (i + turn) % opened.length;
-        const locker = opened[index];
-        const sum = sums[index];
-        if (locker === undefined || sum === undefined) continue;
-        const result = await block(locker, false);
-        sum.elapsedMs += result.elapsedMs;
-        result.counts.forEach((count, caller) => {
-          sum.counts[caller] = (sum.counts[caller] ?? 0) + count;
-        });
-        sum.latencies.push(...result.latencies);
-      }
-    }
+    await inTurns(opened.length, BLOCKS, async (index) => {
+      const locker = opened[index];
+      const sum = sums[index];
+      if (locker === undefined || sum === undefined) return;
+      const result = await block(locker, false);
+      sum.elapsedMs += result.elapsedMs;
+      result.counts.forEach((count, caller) => {
+        sum.counts[caller] = (sum.counts[caller] ?? 0) + count;
+      });
+      sum.latencies.push(...result.latencies);
+    });
     return contenders.map((contender, i) => ({
       scenario,
       library: contender.label,
@@ -378,14 +376,11 @@ interface Contender {
  */
 async function interleaved(scenario: string, contenders: readonly Contender[]): Promise<Row[]> {
   const runs = contenders.map((): Row[] => []);
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < contenders.length; i++) {
-      const index = (i + round) % contenders.length;
-      const contender = contenders[index];
-      if (contender === undefined) continue;
-      runs[index]?.push({ scenario, library: contender.label, ...(await contender.measure()) });
-    }
-  }
+  await inTurns(contenders.length, ROUNDS, async (index) => {
+    const contender = contenders[index];
+    if (contender === undefined) return;
+    runs[index]?.push({ scenario, library: contender.label, ...(await contender.measure()) });
+  });
   return runs.map(medianRun);
 }
 

@@ -19,6 +19,7 @@ import { lockKeys, markerKey } from '../dist/backends/redis/keys.js';
 import { luaScripts } from '../dist/backends/redis/scripts.js';
 import { RedisServer } from '../test/harness/servers.js';
 import { markNamespaceFresh } from '../test/harness/targets.js';
+import { inTurns } from './turns.js';
 
 const TURNS = 60;
 const PAIRS = 100;
@@ -102,16 +103,13 @@ try {
 
   for (const [, pair] of contenders) for (let i = 0; i < 300; i++) await pair();
   const spent = contenders.map(() => 0);
-  for (let turn = 0; turn < TURNS; turn++) {
-    for (let i = 0; i < contenders.length; i++) {
-      const index = (i + turn) % contenders.length;
-      const pair = contenders[index]?.[1];
-      if (pair === undefined) continue;
-      const started = performance.now();
-      for (let n = 0; n < PAIRS; n++) await pair();
-      spent[index] = (spent[index] ?? 0) + performance.now() - started;
-    }
-  }
+  await inTurns(contenders.length, TURNS, async (index) => {
+    const pair = contenders[index]?.[1];
+    if (pair === undefined) return;
+    const started = performance.now();
+    for (let n = 0; n < PAIRS; n++) await pair();
+    spent[index] = (spent[index] ?? 0) + performance.now() - started;
+  });
   const floor = spent[0] ?? NaN;
   console.log('contender                                µs/pair  × the floor');
   contenders.forEach(([name], i) => {
